@@ -1,0 +1,387 @@
+"""``registry.toml``: pydantic models, error messages, and resolution into a Job.
+
+A registry names dataset sources, preprocessing steps, the split, models and
+training settings. :func:`resolve` validates it (each component's parameters by
+its plugin's own pydantic model), applies command-line overrides and returns one
+immutable :class:`Job` that the data, training and comparison code consume.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .components import BuildContext, Component, Kind
+from .errors import ConfigError
+from .plugins import PluginSet
+
+DEFAULT_REGISTRY = "registry.toml"
+ENV_CACHE = "MATHSYM_ZOO_CACHE"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    """``[data]``: which source a job uses by default, and where caches live."""
+
+    source: str = Field("kaggle", description="name of an entry in [sources] (or a source plugin)")
+    cache_dir: str = Field(".mathsym-cache", description="decoded caches and split files")
+    workers: int = Field(0, ge=0, description="ingest processes; 0 = one per core")
+
+
+class SplitConfig(_Strict):
+    """``[split]``: a stratified, duplicate- and group-aware split."""
+
+    train: float = Field(0.8, gt=0, lt=1)
+    val: float = Field(0.1, ge=0, lt=1)
+    test: float = Field(0.1, ge=0, lt=1)
+    seed: int = 0
+    min_per_class: int = Field(
+        3, ge=1, description="classes with fewer images (or groups) go entirely to train, with a warning"
+    )
+    group_aware: bool = Field(True, description="keep images sharing a group id on one side")
+
+    @model_validator(mode="after")
+    def _sum_to_one(self):
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + val + test must be 1.0, got {total:g}")
+        return self
+
+
+class TrainConfig(_Strict):
+    """``[train]``: optimisation, stopping, devices and output folders."""
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    lr_schedule: Literal["constant", "cosine", "plateau"] = "constant"
+    early_stopping_patience: int = Field(3, ge=0, description="0 disables early stopping")
+    class_weights: bool = Field(False, description="weight the loss by inverse class frequency")
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    seed: int = 0
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    strategy: Literal["auto", "one-device", "mirrored", "multi-worker"] = "auto"
+    mixed_precision: Literal["auto", "on", "off"] = Field("auto", description="auto = float16 compute on GPU only")
+    xla: Literal["auto", "on", "off"] = Field("auto", description="auto = jit_compile on GPU only")
+    runs_dir: str = "runs"
+    comparisons_dir: str = "comparisons"
+
+
+class RegistryFile(_Strict):
+    """The whole file. Component tables are checked against their plugins later."""
+
+    plugin_paths: list[str] = Field(default_factory=list)
+    data: DataConfig = Field(default_factory=DataConfig)
+    sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    preprocessing: list[dict[str, Any]] = Field(default_factory=list)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """A component entry of the registry with validated parameters."""
+
+    section: str  # TOML path, e.g. "models.resnet"
+    name: str  # entry name, e.g. "resnet"
+    component: Component
+    params: BaseModel
+
+    @property
+    def type(self) -> str:
+        return self.component.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "plugin": self.component.plugin,
+                "params": self.params.model_dump(mode="json")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """Everything one training or comparison run needs, fully resolved."""
+
+    registry_path: Path | None
+    root: Path
+    source: Resolved
+    preprocessing: tuple[Resolved, ...]
+    split: SplitConfig
+    models: tuple[Resolved, ...]
+    train: TrainConfig
+    cache_dir: Path
+    workers: int
+    plugins: PluginSet = dataclasses.field(repr=False, compare=False)
+
+    @property
+    def context(self) -> BuildContext:
+        return BuildContext(root=self.root, cache_dir=self.cache_dir)
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.context.resolve(self.train.runs_dir)
+
+    @property
+    def comparisons_dir(self) -> Path:
+        return self.context.resolve(self.train.comparisons_dir)
+
+    def build_source(self):
+        return self.source.component.factory(self.source.params, self.context)
+
+    def build_preprocessors(self) -> list:
+        return [p.component.factory(p.params) for p in self.preprocessing]
+
+    def model(self, name: str) -> Resolved:
+        """A model entry by name; a bare architecture name gets its defaults."""
+        for m in self.models:
+            if m.name == name:
+                return m
+        if name in self.plugins.components["architecture"]:
+            comp = self.plugins.components["architecture"][name]
+            return Resolved(f"models.{name}", name, comp, comp.params())
+        known = [m.name for m in self.models]
+        comp = self.plugins.get("architecture", name, where=f"model {name!r}")  # raises with hints
+        return Resolved(f"models.{name}", name, comp, comp.params())  # pragma: no cover
+
+    def with_models(self, names: Iterable[str]) -> "Job":
+        return dataclasses.replace(self, models=tuple(self.model(n) for n in names))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "registry": str(self.registry_path) if self.registry_path else None,
+            "source": self.source.to_dict(),
+            "preprocessing": [p.to_dict() for p in self.preprocessing],
+            "split": self.split.model_dump(mode="json"),
+            "models": [m.to_dict() for m in self.models],
+            "train": self.train.model_dump(mode="json"),
+            "cache_dir": str(self.cache_dir),
+        }
+
+    def data_key(self) -> dict[str, Any]:
+        """What determines the decoded cache: the source and offline preprocessing."""
+        return {"source": self.source.to_dict(), "preprocessing": [p.to_dict() for p in self.preprocessing]}
+
+
+# -- error formatting ----------------------------------------------------------
+
+
+def _loc(parts: Iterable[Any]) -> str:
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "", source: str = "") -> str:
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = _loc(([prefix] if prefix else []) + list(err["loc"]))
+        msg = err["msg"]
+        msg = msg[0].lower() + msg[1:] if msg else msg
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not allowed here); check its spelling or remove it"
+            lines.append(f"{loc}: {msg}")
+            continue
+        if err["type"] == "missing":
+            lines.append(f"{loc}: required key is missing")
+            continue
+        got = err.get("input")
+        if isinstance(got, dict | list) and len(json.dumps(got, default=str)) > 60:
+            lines.append(f"{loc}: {msg}")
+        else:
+            lines.append(f"{loc}: {msg}, got {json.dumps(got, default=str)}")
+    where = f"{source}: " if source else ""
+    return where + ("\n".join(lines) if len(lines) == 1 else "invalid values\n  " + "\n  ".join(lines))
+
+
+# -- overrides -----------------------------------------------------------------
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: TOML syntax (3, 0.5, true, [1,2], "x"), else a plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply ``key.path=value`` to the raw registry dict, in place."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. --set train.epochs=3")
+    key, value = assignment.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"--set {assignment!r}: empty key; expected KEY=VALUE, e.g. --set train.epochs=3")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            try:
+                node = node[int(part)]
+                continue
+            except (ValueError, IndexError):
+                raise ConfigError(f"--set {assignment!r}: {'.'.join(parts[:i + 1])} is not a valid list index") from None
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict | list):
+            raise ConfigError(f"--set {assignment!r}: {'.'.join(parts[:i + 1])} is a value, not a table")
+        node = nxt
+    if isinstance(node, list):
+        raise ConfigError(f"--set {assignment!r}: cannot set a key inside a list; use an index, e.g. preprocessing.1.size")
+    node[parts[-1]] = parse_value(value.strip())
+
+
+# -- loading -------------------------------------------------------------------
+
+
+def find_registry(path: str | Path | None = None) -> Path:
+    """The registry to use: ``path``, else ./registry.toml, else the project's default."""
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"registry file {str(p)!r} not found; pass an existing file or run from the project folder")
+        return p
+    here = Path.cwd() / DEFAULT_REGISTRY
+    if here.is_file():
+        return here
+    shipped = Path(__file__).resolve().parent.parent / DEFAULT_REGISTRY
+    if shipped.is_file():
+        return shipped
+    raise ConfigError(f"no {DEFAULT_REGISTRY} in {Path.cwd()}; pass --registry PATH")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read registry {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"registry {str(path)!r} is not UTF-8 text") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path.name} is not valid TOML: {exc}. Fix the syntax at that line.") from None
+
+
+def _resolve_component(plugins: PluginSet, kind: Kind, section: str, name: str, table: Any, source: str) -> Resolved:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: {section}: expected a table of parameters, got {json.dumps(table, default=str)}")
+    table = dict(table)
+    type_name = table.pop("type", name)
+    if not isinstance(type_name, str):
+        raise ConfigError(f"{source}: {section}.type: expected a {kind} name (a string), got {json.dumps(type_name)}")
+    component = plugins.get(kind, type_name, where=f"{source}: {section}.type" if "type" in table or type_name != name else f"{source}: {section}")
+    try:
+        params = component.params(**table)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, prefix=section, source=source)) from None
+    return Resolved(section, name, component, params)
+
+
+def resolve(
+    path: str | Path | None = None,
+    *,
+    overrides: Iterable[str] = (),
+    source: str | None = None,
+    plugin_dirs: Iterable[str | Path] = (),
+    strict: bool | None = None,
+    plugins: PluginSet | None = None,
+    raw: dict[str, Any] | None = None,
+) -> Job:
+    """Read, validate and resolve a registry into a :class:`Job`.
+
+    ``overrides`` are ``key.path=value`` strings (``--set``), ``source`` picks a
+    ``[sources]`` entry (or a source plugin with its defaults), ``plugin_dirs``
+    adds local plugin files or folders (``--plugins-dir``). ``raw`` passes an
+    already-parsed registry (tests, API users) instead of a file.
+    """
+    if raw is None:
+        reg_path: Path | None = find_registry(path).resolve()
+        raw = read_toml(reg_path)
+        root = reg_path.parent
+        label = reg_path.name
+    else:
+        reg_path = Path(path).resolve() if path else None
+        root = reg_path.parent if reg_path else Path.cwd()
+        label = reg_path.name if reg_path else "registry"
+        raw = copy.deepcopy(raw)
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    try:
+        reg = RegistryFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source=label)) from None
+
+    paths = [root / p for p in reg.plugin_paths] + [Path(p) for p in plugin_dirs]
+    if plugins is None:
+        plugins = PluginSet(paths, strict=strict)
+    else:
+        for p in paths:
+            plugins.load_path(p)
+        plugins._collect()
+
+    source_name = source or reg.data.source
+    if source_name in reg.sources:
+        src = _resolve_component(plugins, "source", f"sources.{source_name}", source_name, reg.sources[source_name], label)
+    elif source_name in plugins.components["source"]:
+        src = _resolve_component(plugins, "source", f"sources.{source_name}", source_name, {}, label)
+    else:
+        known = sorted(set(reg.sources) | set(plugins.components["source"]))
+        import difflib
+
+        close = difflib.get_close_matches(source_name, known, n=1, cutoff=0.5)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        where = "--source" if source else f"{label}: data.source"
+        raise ConfigError(
+            f"{where}: unknown source {source_name!r}.{hint} Sources in the registry: "
+            f"{', '.join(sorted(reg.sources)) or '(none)'}; source plugins: "
+            f"{', '.join(sorted(plugins.components['source'])) or '(none)'}. Add a [sources.{source_name}] table to the registry."
+        )
+    # Validate every source entry, so `check` catches mistakes in unused ones too.
+    for name, table in reg.sources.items():
+        if name != source_name:
+            _resolve_component(plugins, "source", f"sources.{name}", name, table, label)
+
+    steps = []
+    for i, table in enumerate(reg.preprocessing):
+        if "type" not in table:
+            raise ConfigError(f"{label}: preprocessing[{i}]: missing `type` (a preprocessor name, e.g. type = \"resize_pad\")")
+        steps.append(_resolve_component(plugins, "preprocessor", f"preprocessing[{i}]", table["type"], table, label))
+    models = tuple(
+        _resolve_component(plugins, "architecture", f"models.{name}", name, table, label)
+        for name, table in reg.models.items()
+    )
+    cache_dir = Path(os.environ.get(ENV_CACHE) or reg.data.cache_dir).expanduser()
+    if not cache_dir.is_absolute():
+        cache_dir = root / cache_dir
+    return Job(
+        registry_path=reg_path,
+        root=root,
+        source=src,
+        preprocessing=tuple(steps),
+        split=reg.split,
+        models=models,
+        train=reg.train,
+        cache_dir=cache_dir,
+        workers=reg.data.workers,
+        plugins=plugins,
+    )
+
+
+def fingerprint(obj: Any) -> str:
+    """A stable sha256 of a JSON-able object (sorted keys)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
