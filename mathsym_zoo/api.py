@@ -1,0 +1,34 @@
+"""The Python API; the CLI is a thin layer over these functions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .plugins import PluginSet
+from .registry import Job, resolve
+
+__all__ = ["PluginSet", "Job", "resolve", "list_plugins", "list_components", "attach_model_metadata"]
+
+
+def list_plugins(*, include_builtin: bool = True, hook: str | None = None, plugins: PluginSet | None = None) -> list[dict[str, Any]]:
+    """Plugins with version, origin, hooks and registered components."""
+    plugins = plugins or PluginSet()
+    out = []
+    for info in plugins.plugins(include_builtin=include_builtin):
+        if hook and hook not in info.hooks:
+            continue
+        out.append({"name": info.name, "version": info.version, "origin": info.origin, "builtin": info.builtin,
+                    "hooks": info.hooks, "components": [list(c) for c in info.components]})
+    return out
+
+
+def list_components(kind: str, pattern: str | None = None, *, plugins: PluginSet | None = None) -> list[dict[str, Any]]:
+    """Components of one kind (source, preprocessor, architecture) matching an fnmatch pattern."""
+    plugins = plugins or PluginSet()
+    return [{"name": c.name, "plugin": c.plugin, "summary": c.summary, "defaults": c.defaults()}
+            for c in plugins.list(kind, pattern)]
+
+
+def attach_model_metadata(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add generated params/FLOPs/size columns to architecture rows (filled by the zoo)."""
+    return rows

@@ -1,0 +1,97 @@
+"""The Typer application, shared options and error handling."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ..errors import ZooError
+
+app = typer.Typer(
+    name="mathsym-zoo",
+    help="A plugin-based model zoo for handwritten math-symbol classification.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+# Shared options, reused by every command that resolves a job.
+RegistryOpt = Annotated[Optional[Path], typer.Option("--registry", "-r", help="registry.toml to use (default: ./registry.toml).")]
+SourceOpt = Annotated[Optional[str], typer.Option("--source", "-s", help="Source entry of the registry (or a source plugin) to use.")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a registry value: KEY=VALUE, e.g. train.epochs=3. Repeatable.")]
+PluginsDirOpt = Annotated[Optional[list[Path]], typer.Option("--plugins-dir", help="Extra local plugin file or folder. Repeatable.")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail on a broken plugin instead of skipping it (or MATHSYM_ZOO_STRICT=1).")]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Live progress bars (off when output is not a terminal).")]
+
+
+def show_problems(plugins) -> None:
+    """Report each skipped plugin once, on stderr."""
+    for problem in plugins.problems:
+        err_console.print(f"[yellow]warning:[/] {escape(problem.message())}", highlight=False, soft_wrap=True)
+
+
+def load_job(registry=None, source=None, sets=None, plugins_dir=None, strict=False, *, check_plugins=True):
+    """Resolve the registry into a Job, reporting broken plugins once."""
+    from ..registry import resolve
+
+    job = resolve(registry, overrides=sets or (), source=source, plugin_dirs=plugins_dir or (), strict=strict or None)
+    if check_plugins:
+        show_problems(job.plugins)
+    return job
+
+
+def load_plugins(plugins_dir=None, strict=False, registry=None):
+    """Plugins from entry points, the registry's plugin_paths (when a registry is
+    found and readable) and --plugins-dir."""
+    from ..plugins import PluginSet
+    from ..registry import find_registry, read_toml
+
+    paths = list(plugins_dir or ())
+    try:
+        reg = find_registry(registry)
+        raw = read_toml(reg)
+        paths = [reg.parent / p for p in raw.get("plugin_paths", []) if isinstance(p, str)] + paths
+    except ZooError:
+        if registry is not None:
+            raise
+    plugins = PluginSet(paths, strict=strict or None)
+    show_problems(plugins)
+    return plugins
+
+
+def progress_enabled(flag: bool) -> bool:
+    return flag and console.is_terminal and not os.environ.get("CI")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning user errors into one message and exit 1."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except ZooError as exc:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
