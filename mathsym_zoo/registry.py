@@ -187,21 +187,42 @@ def _loc(parts: Iterable[Any]) -> str:
     return out
 
 
-def format_validation_error(exc: ValidationError, prefix: str = "", source: str = "") -> str:
+def _fields_at(model_cls: type[BaseModel] | None, loc: tuple) -> list[str]:
+    """The keys allowed in the table that holds ``loc`` (for "did you mean")."""
+    node: Any = model_cls
+    for part in loc[:-1]:
+        fields = getattr(node, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        node = fields[part].annotation
+    fields = getattr(node, "model_fields", None)
+    return sorted(fields) if fields else []
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "", source: str = "",
+                            model_cls: type[BaseModel] | None = None) -> str:
+    """One line per problem: ``where.key: what is wrong, got VALUE``."""
+    import difflib
+
     lines = []
     for err in exc.errors(include_url=False):
         loc = _loc(([prefix] if prefix else []) + list(err["loc"]))
         msg = err["msg"]
+        if err["type"] == "value_error":
+            msg = str(err.get("ctx", {}).get("error", msg))
         msg = msg[0].lower() + msg[1:] if msg else msg
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (not allowed here); check its spelling or remove it"
-            lines.append(f"{loc}: {msg}")
+            allowed = _fields_at(model_cls, tuple(err["loc"]))
+            close = difflib.get_close_matches(str(err["loc"][-1]), allowed, n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else " Check its spelling or remove it."
+            known = f" Allowed keys: {', '.join(allowed)}." if allowed else ""
+            lines.append(f"{loc}: unknown key.{hint}{known}")
             continue
         if err["type"] == "missing":
             lines.append(f"{loc}: required key is missing")
             continue
         got = err.get("input")
-        if isinstance(got, dict | list) and len(json.dumps(got, default=str)) > 60:
+        if isinstance(got, dict | list) and (err["type"] == "value_error" or len(json.dumps(got, default=str)) > 60):
             lines.append(f"{loc}: {msg}")
         else:
             lines.append(f"{loc}: {msg}, got {json.dumps(got, default=str)}")
@@ -281,14 +302,15 @@ def _resolve_component(plugins: PluginSet, kind: Kind, section: str, name: str, 
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: {section}: expected a table of parameters, got {json.dumps(table, default=str)}")
     table = dict(table)
+    explicit = "type" in table
     type_name = table.pop("type", name)
     if not isinstance(type_name, str):
-        raise ConfigError(f"{source}: {section}.type: expected a {kind} name (a string), got {json.dumps(type_name)}")
-    component = plugins.get(kind, type_name, where=f"{source}: {section}.type" if "type" in table or type_name != name else f"{source}: {section}")
+        raise ConfigError(f"{source}: {section}.type: expected the {kind} name as a string, got {json.dumps(type_name)}")
+    component = plugins.get(kind, type_name, where=f"{source}: {section}.type" if explicit else f"{source}: {section}")
     try:
         params = component.params(**table)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, prefix=section, source=source)) from None
+        raise ConfigError(format_validation_error(exc, prefix=section, source=source, model_cls=component.params)) from None
     return Resolved(section, name, component, params)
 
 
@@ -324,7 +346,7 @@ def resolve(
     try:
         reg = RegistryFile.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source=label)) from None
+        raise ConfigError(format_validation_error(exc, source=label, model_cls=RegistryFile)) from None
 
     paths = [root / p for p in reg.plugin_paths] + [Path(p) for p in plugin_dirs]
     if plugins is None:

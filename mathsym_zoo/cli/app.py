@@ -73,25 +73,29 @@ def progress_enabled(flag: bool) -> bool:
     return flag and console.is_terminal and not os.environ.get("CI")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turning user errors into one message and exit 1."""
+def run(argv: list[str] | None = None) -> int:
+    """Run the app and return its exit code; user errors become one message."""
+    try:  # recent Typer vendors Click as typer._click
+        from typer._click import exceptions as click_exc
+    except ImportError:  # pragma: no cover - older Typer depends on Click
+        from click import exceptions as click_exc
+
     try:
-        app(args=argv, standalone_mode=False)
+        result = app(args=argv, standalone_mode=False, prog_name="mathsym-zoo")
     except ZooError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    except KeyboardInterrupt:
+        return exc.exit_code
+    except (typer.Exit, getattr(click_exc, "Exit", typer.Exit)) as exc:
+        return exc.exit_code
+    except (typer.Abort, getattr(click_exc, "Abort", typer.Abort), KeyboardInterrupt):
         err_console.print("interrupted")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
+        return 130
+    except click_exc.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    return result if isinstance(result, int) else 0
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    sys.exit(run(argv))

@@ -1,0 +1,153 @@
+"""registry.toml validation, error messages, overrides and resolution."""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mathsym_zoo.cli import run
+from mathsym_zoo.errors import ConfigError
+from mathsym_zoo.registry import Job, apply_override, parse_value, resolve
+
+REPO = Path(__file__).resolve().parents[1]
+BASE = '[data]\nsource = "demo"\n[sources.demo]\ntype = "demo"\n'
+
+
+def error_for(tmp_path, body: str) -> str:
+    path = tmp_path / "registry.toml"
+    path.write_text(body)
+    with pytest.raises(ConfigError) as err:
+        resolve(path)
+    return str(err.value)
+
+
+# Each bad registry gives one paragraph naming the key and the bad value.
+BAD_REGISTRIES = [
+    ("invalid TOML", "[train\nepochs = 3\n",
+     "registry.toml is not valid TOML: Expected ']' at the end of a table declaration (at line 1, column 7). "
+     "Fix the syntax at that line."),
+    ("wrong type", BASE + '[train]\nepochs = "many"\n',
+     'registry.toml: train.epochs: input should be a valid integer, unable to parse string as an integer, got "many"'),
+    ("unknown section", BASE + "[trainig]\nepochs = 3\n",
+     "registry.toml: trainig: unknown key. Did you mean 'train'? Allowed keys: data, models, plugin_paths, "
+     "preprocessing, sources, split, train."),
+    ("unknown key in section", BASE + "[train]\nepoch = 3\n",
+     "registry.toml: train.epoch: unknown key. Did you mean 'epochs'?"),
+    ("out of range", BASE + "[train]\nbatch_size = 0\n",
+     "registry.toml: train.batch_size: input should be greater than or equal to 1, got 0"),
+    ("not a choice", BASE + '[train]\noptimizer = "adamax"\n',
+     "registry.toml: train.optimizer: input should be 'adam', 'adamw' or 'sgd', got \"adamax\""),
+    ("fractions", BASE + "[split]\ntrain = 0.7\nval = 0.1\ntest = 0.1\n",
+     "registry.toml: split: train + val + test must be 1.0, got 0.9"),
+    ("unknown architecture", BASE + '[models.res]\ntype = "resnet-light"\n',
+     "registry.toml: models.res.type: unknown architecture 'resnet-light'. Did you mean 'resnet-lite'? "
+     "Registered architectures: "),
+    ("unknown source plugin", '[data]\nsource = "mine"\n[sources.mine]\ntype = "archiv"\n',
+     "registry.toml: sources.mine.type: unknown source 'archiv'. Did you mean 'archive'? Registered sources: "),
+    ("default source missing", '[data]\nsource = "kagle"\n',
+     "registry.toml: data.source: unknown source 'kagle'. Did you mean 'kaggle'? Sources in the registry: (none); "
+     "source plugins: "),
+    ("preprocessing without type", BASE + "[[preprocessing]]\nsize = [45, 45]\n",
+     'registry.toml: preprocessing[0]: missing `type` (a preprocessor name, e.g. type = "resize_pad")'),
+    ("plugin parameter", BASE + '[[preprocessing]]\ntype = "resize_pad"\nresample = "cubic"\n',
+     "registry.toml: preprocessing[0].resample: input should be 'nearest', 'bilinear', 'bicubic', 'lanczos', "
+     "'box' or 'hamming', got \"cubic\""),
+    ("plugin parameter unknown", BASE + '[[preprocessing]]\ntype = "resize_pad"\nsizes = 3\n',
+     "registry.toml: preprocessing[0].sizes: unknown key. Did you mean 'size'? Allowed keys: fill, resample, size."),
+    ("section of wrong type", "sources = 3\n[data]\nsource = \"demo\"\n",
+     "registry.toml: sources: input should be a valid dictionary, got 3"),
+    ("model entry not a table", BASE + "[models]\nfoo = 3\n",
+     "registry.toml: models.foo: input should be a valid dictionary, got 3"),
+    ("plugin_paths not a list", 'plugin_paths = "x"\n' + BASE,
+     'registry.toml: plugin_paths: input should be a valid list, got "x"'),
+    ("type not a string", BASE + "[models.x]\ntype = 3\n",
+     "registry.toml: models.x.type: expected the architecture name as a string, got 3"),
+]
+
+
+@pytest.mark.parametrize("case, body, expected", BAD_REGISTRIES, ids=[c[0] for c in BAD_REGISTRIES])
+def test_bad_registry_messages(tmp_path, case, body, expected):
+    message = error_for(tmp_path, body)
+    assert message.startswith(expected), message
+    assert "Traceback" not in message
+
+
+def test_several_errors_are_listed_together(tmp_path):
+    message = error_for(tmp_path, BASE + '[train]\nepochs = "x"\nbatch_size = -1\n')
+    assert message.splitlines()[0] == "registry.toml: invalid values"
+    assert "  train.epochs: input should be a valid integer" in message
+    assert "  train.batch_size: input should be greater than or equal to 1, got -1" in message
+
+
+def test_check_command_exit_codes(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BASE + "[train]\nepoch = 3\n")
+    assert run(["check", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "train.epoch: unknown key" in err and "Traceback" not in err
+    good = tmp_path / "good.toml"
+    good.write_text(BASE + "[train]\nepochs = 3\n")
+    assert run(["check", str(good), "--json"]) == 0
+    assert '"epochs": 3' in capsys.readouterr().out
+    assert run(["check", str(tmp_path / "missing.toml")]) == 1
+    assert "not found" in capsys.readouterr().err
+
+
+def test_default_registry_resolves():
+    job = resolve(REPO / "registry.toml")
+    assert job.source.name == "kaggle"
+    assert [m.type for m in job.models] == ["notebook-cnn", "resnet-lite", "mobilenet-head"]
+    assert [p.type for p in job.preprocessing] == ["grayscale", "resize_pad"]
+    assert job.cache_dir == REPO / ".mathsym-cache"
+
+
+def test_overrides_and_source_switch():
+    job = resolve(REPO / "registry.toml", source="demo", overrides=["train.epochs=3", "train.learning_rate=0.01",
+                                                                     "split.seed=7", "preprocessing.1.size=[32, 32]"])
+    assert job.source.name == "demo" and job.train.epochs == 3 and job.train.learning_rate == 0.01
+    assert job.split.seed == 7 and job.preprocessing[1].params.size == (32, 32)
+    with pytest.raises(ConfigError, match=r"train.epochs: input should be a valid integer.*got \"three\""):
+        resolve(REPO / "registry.toml", source="demo", overrides=["train.epochs=three"])
+    with pytest.raises(ConfigError, match=r"--source: unknown source 'dem'. Did you mean 'demo'\?"):
+        resolve(REPO / "registry.toml", source="dem")
+
+
+def test_bare_plugin_names_get_defaults():
+    job = resolve(raw={"data": {"source": "demo"}})  # no [sources] table: the plugin with defaults
+    assert job.source.type == "demo"
+    model = job.model("notebook-cnn")
+    assert model.params == model.component.params()
+    with pytest.raises(ConfigError, match="Did you mean 'notebook-cnn'"):
+        job.model("notebook-cn")
+
+
+def test_job_is_immutable_and_serialisable():
+    job = resolve(REPO / "registry.toml", source="demo")
+    assert isinstance(job, Job)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.train = None  # type: ignore[misc]
+    with pytest.raises(Exception):
+        job.train.epochs = 1  # pydantic frozen
+    data = job.to_dict()
+    assert data["source"]["type"] == "demo" and data["train"]["epochs"] == job.train.epochs
+    assert job.data_key() == resolve(REPO / "registry.toml", source="demo").data_key()
+
+
+@pytest.mark.parametrize("text, value", [("3", 3), ("0.5", 0.5), ("true", True), ("[1, 2]", [1, 2]),
+                                         ('"x"', "x"), ("plain words", "plain words")])
+def test_parse_value(text, value):
+    assert parse_value(text) == value
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("train.epochs", "expected KEY=VALUE"),
+    ("=3", "empty key"),
+    ("train.epochs.x=3", "train.epochs is a value, not a table"),
+])
+def test_bad_overrides(assignment, message):
+    raw = {"train": {"epochs": 1}}
+    with pytest.raises(ConfigError, match=message):
+        apply_override(raw, assignment)
