@@ -90,6 +90,14 @@ def run(argv: list[str] | None = None) -> int:
     except (typer.Abort, getattr(click_exc, "Abort", typer.Abort), KeyboardInterrupt):
         err_console.print("interrupted")
         return 130
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in {"tensorflow", "keras"}:
+            err_console.print(
+                f"[bold red]error:[/] this command needs TensorFlow, which is not installed ({escape(str(exc))}). "
+                "Install it with `pip install 'mathsym-zoo[cpu]'` (CPU) or `pip install 'mathsym-zoo[gpu]'` "
+                "(NVIDIA GPU).", highlight=False, soft_wrap=True)
+            return 1
+        raise
     except click_exc.ClickException as exc:
         exc.show()
         return exc.exit_code
