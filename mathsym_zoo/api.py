@@ -30,5 +30,10 @@ def list_components(kind: str, pattern: str | None = None, *, plugins: PluginSet
 
 
 def attach_model_metadata(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Add generated params/FLOPs/size columns to architecture rows (filled by the zoo)."""
-    return rows
+    """Add generated ``params`` / ``MACs`` / ``size`` columns (and the full ``info`` dict) to
+    architecture rows, read from the model-info cache at the default input (45x45x1, 82
+    classes); TensorFlow-free. Missing entries say to run ``mathsym-zoo models --compute``.
+    """
+    from .modelinfo import attach_columns
+
+    return attach_columns(rows)

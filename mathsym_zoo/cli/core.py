@@ -71,10 +71,22 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 @app.command()
 def models(pattern: PatternArg = None, json_out: JsonOpt = False, registry: RegistryOpt = None,
-           plugins_dir: PluginsDirOpt = None, strict: StrictOpt = False):
-    """List model architectures with parameters, FLOPs and size."""
+           plugins_dir: PluginsDirOpt = None, strict: StrictOpt = False,
+           compute: Annotated[bool, typer.Option("--compute", help="Build each architecture (imports TensorFlow) "
+                                                 "and cache its params, MACs and .keras size.")] = False):
+    """List model architectures with parameters, MACs (multiply-adds per image) and size."""
     from ..api import attach_model_metadata
 
+    if compute:
+        from rich.markup import escape
+
+        from ..modelinfo import compute_model_infos
+        from .app import err_console
+
+        comps = load_plugins(plugins_dir, strict, registry).list("architecture", pattern)
+        with console.status(f"building {len(comps)} architecture(s)..."):
+            compute_model_infos(comps, on_error=lambda c, e: err_console.print(
+                f"[yellow]warning:[/] {escape(c.name)}: cannot build: {escape(f'{type(e).__name__}: {e}')}"))
     _component_table("architecture", pattern, plugins_dir, strict, registry, json_out, extra=attach_model_metadata)
 
 
