@@ -226,9 +226,13 @@ def _saved_model_call(folder: Path) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _tflite_call(file: Path) -> Callable[[np.ndarray], np.ndarray]:
+    import warnings
+
     import tensorflow as tf
 
-    interpreter = tf.lite.Interpreter(model_path=str(file))
+    with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice (LiteRT is not a dependency)
+        warnings.simplefilter("ignore", UserWarning)
+        interpreter = tf.lite.Interpreter(model_path=str(file))
     interpreter.allocate_tensors()
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]

@@ -1,2 +1,194 @@
-"""Commands for this area (filled by its issue)."""
-from .app import app  # noqa: F401
+"""``predict`` and ``export``: use a trained model on new images, ship it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from .app import ProgressOpt, app, console, err_console, progress_enabled
+
+#: Up to this many images get one table each; more get one summary table (a row per image).
+PER_IMAGE_TABLES = 20
+
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL_OR_RUN",
+                                         help="Run folder, .keras file (with run.json beside it) or export folder.")]
+
+
+def _write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and rename; ``-`` is stdout."""
+    if path == "-":
+        typer.echo(text, nl=False)
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def predictions_json(preds, model: str, top_k: int) -> str:
+    ok = [p.to_dict() for p in preds if p.ok]
+    errors = [p.to_dict() for p in preds if not p.ok]
+    return json.dumps({"model": model, "top_k": top_k, "count": len(preds), "failed": len(errors),
+                       "predictions": ok, "errors": errors}, indent=2) + "\n"
+
+
+def predictions_csv(preds, top_k: int) -> str:
+    """One row per input: path, label_1, probability_1, ..., error."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    header = ["path"]
+    for i in range(1, top_k + 1):
+        header += [f"label_{i}", f"probability_{i}"]
+    writer.writerow(header + ["error"])
+    for p in preds:
+        row = [p.source]
+        for i in range(top_k):
+            row += [p.labels[i], f"{p.probabilities[i]:.6f}"] if i < len(p.labels) else ["", ""]
+        writer.writerow(row + [p.error or ""])
+    return buf.getvalue()
+
+
+def _per_image_table(p) -> Table:
+    table = Table(title=escape(p.source), title_justify="left", show_edge=False)
+    table.add_column("#", justify="right")
+    table.add_column("label")
+    table.add_column("probability", justify="right")
+    for rank, (label, prob) in enumerate(zip(p.labels, p.probabilities), 1):
+        table.add_row(str(rank), escape(label), f"{prob:.4f}")
+    return table
+
+
+def _summary_table(preds) -> Table:
+    table = Table(title=f"{len(preds)} images")
+    table.add_column("image", overflow="fold")
+    table.add_column("top-1")
+    table.add_column("p", justify="right")
+    table.add_column("next", overflow="fold")
+    for p in preds:
+        rest = ", ".join(f"{escape(lab)} {prob:.3f}" for lab, prob in zip(p.labels[1:], p.probabilities[1:]))
+        table.add_row(escape(p.source), escape(p.label), f"{p.probability:.4f}", rest)
+    return table
+
+
+def _run_predictions(clf, items, top_k: int, batch_size: int, show_progress: bool):
+    gen = clf.iter_predict(items, top_k=top_k, batch_size=batch_size)
+    if not show_progress:
+        return list(gen)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    preds = []
+    with Progress(TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err_console, transient=True) as progress:
+        task = progress.add_task("predict", total=len(items))
+        for p in gen:
+            preds.append(p)
+            progress.advance(task)
+    return preds
+
+
+@app.command()
+def predict(
+    model: ModelArg,
+    inputs: Annotated[list[str], typer.Argument(metavar="IMAGE_OR_DIR...",
+                                                help="Image files and folders (searched recursively).")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels to show per image.")] = 5,
+    json_out: Annotated[Optional[str], typer.Option("--json", metavar="OUT", help="Write results as JSON ('-' = stdout).")] = None,
+    csv_out: Annotated[Optional[str], typer.Option("--csv", metavar="OUT", help="Write results as CSV ('-' = stdout).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per model call.")] = 64,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No tables; errors and files only.")] = False,
+    progress: ProgressOpt = True,
+):
+    """Top-k labels for images, with the model's own preprocessing.
+
+    Exit code 0 when every input was predicted, 1 when some files failed
+    (each gets one error line on stderr).
+    """
+    from ..predict import expand_inputs, load_classifier
+
+    if json_out and csv_out:
+        raise typer.BadParameter("choose one of --json and --csv", param_hint="--json/--csv")
+    clf = load_classifier(model, warm_batch=batch_size)
+    items, skipped = expand_inputs(inputs)
+    if not items:
+        err_console.print(f"[bold red]error:[/] no image files in {escape(', '.join(inputs))}"
+                          + (f" ({skipped} other files skipped)" if skipped else ""), highlight=False)
+        raise typer.Exit(1)
+    show_progress = progress_enabled(progress) and len(items) > batch_size
+    preds = _run_predictions(clf, items, top_k, batch_size, show_progress)
+    ok = [p for p in preds if p.ok]
+    failed = [p for p in preds if not p.ok]
+
+    to_stdout = "-" in (json_out, csv_out)
+    if not quiet and not to_stdout and ok:
+        if len(ok) <= PER_IMAGE_TABLES:
+            for p in ok:
+                console.print(_per_image_table(p))
+        else:
+            console.print(_summary_table(ok))
+    k = min(top_k, clf.num_classes)
+    if json_out:
+        _write_atomic(json_out, predictions_json(preds, model, k))
+    if csv_out:
+        _write_atomic(csv_out, predictions_csv(preds, k))
+    for p in failed:
+        err_console.print(f"[bold red]error:[/] {escape(p.source)}: {escape(p.error)}", highlight=False, soft_wrap=True)
+    if not to_stdout:
+        note = f"{len(ok)} predicted, {len(failed)} failed"
+        if skipped:
+            note += f", {skipped} non-image files in folders skipped"
+        if json_out or csv_out:
+            note += f"; results in {json_out or csv_out}"
+        err_console.print(note, highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    model: ModelArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Export folder to create.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="saved_model or tflite.")] = "saved_model",
+    quantize: Annotated[Optional[str], typer.Option("--quantize", "-q", help="TFLite only: dynamic or float16.")] = None,
+    check: Annotated[Optional[list[str]], typer.Option(
+        "--check", help="Images or folders to compare the export with the Keras model on. Repeatable.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out folder.")] = False,
+):
+    """Export a run as a TensorFlow SavedModel or TFLite file, with labels and metadata.
+
+    The export takes the uint8 image after the run's offline preprocessing
+    (model_info.json says which) and returns class probabilities. It is
+    reloaded and compared with the Keras model on the --check images, or on
+    synthetic inputs when none are given.
+    """
+    from ..export import export as do_export, synthetic_inputs
+    from ..modelinfo import format_size
+
+    # Without real images, a deterministic batch of random strokes still checks the numerics.
+    result = do_export(model, fmt, quantize, out, overwrite=force, check=check or synthetic_inputs)
+    c = result.check
+    table = Table(title=f"export: {escape(str(result.path))}", show_header=False, title_justify="left")
+    table.add_row("format", fmt + (f" ({quantize})" if quantize else ""))
+    table.add_row("model", escape(str(result.model_path)))
+    change = result.size_bytes / result.keras_size_bytes if result.keras_size_bytes else float("nan")
+    table.add_row("size", f"{format_size(result.size_bytes)} ({change:.2f}x the .keras file, "
+                          f"{format_size(result.keras_size_bytes)})")
+    where = f"{c['images']} {'given' if check else 'synthetic'} images"
+    table.add_row("top-1 agreement", f"{c['top1_agreement']:.2%} on {where}")
+    table.add_row("max |Δp|", f"{c['max_abs_diff']:.2e}")
+    table.add_row("labels", escape(str(result.path / 'labels.txt')))
+    console.print(table)
