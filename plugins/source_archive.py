@@ -1,17 +1,133 @@
-"""PLACEHOLDER: replaced by its owner issue."""
+"""Source ``archive``: images in a local zip / tar(.gz/.bz2/.xz) / rar file or a folder.
+
+The label is each image's parent folder name unless ``label_pattern`` says
+otherwise; ``group_pattern`` gives an optional group id (writer, source
+expression) that the split keeps on one side.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+from pydantic import Field, field_validator
 
 from mathsym_zoo import hookimpl
-from mathsym_zoo.components import Params
+from mathsym_zoo.components import BuildContext, Params
+from mathsym_zoo.errors import DataError
 
 
-class _P(Params):
-    pass
+def _check_regex(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression ({exc})") from None
+    return value
 
 
-def _factory(*args, **kwargs):
-    raise NotImplementedError("archive is not implemented yet")
+class PatternParams(Params):
+    """Label / group extraction shared by the file-based sources."""
+
+    label_pattern: str | None = Field(
+        None, description="regex searched in the member path; its first group (or (?P<label>...)) is the label; "
+                          "default: the parent folder name")
+    group_pattern: str | None = Field(
+        None, description="regex giving a group id (e.g. writer or source expression) kept on one side of the split")
+    croissant: str | None = Field(None, description="local Croissant JSON-LD file describing the data")
+
+    @field_validator("label_pattern", "group_pattern")
+    @classmethod
+    def _valid_regex(cls, value: str | None) -> str | None:
+        return _check_regex(value)
+
+
+class ArchiveParams(PatternParams):
+    path: str = Field("", description="a .zip, .tar, .tar.gz, .tar.bz2, .tar.xz or .rar file, or a folder of images")
+
+
+class ArchiveSource:
+    """Images read from one local archive or folder."""
+
+    kind = "archive"
+
+    def __init__(self, path: Path, *, label_pattern: str | None = None, group_pattern: str | None = None,
+                 croissant: Path | None = None, cache_dir: Path | None = None, origin: str | None = None) -> None:
+        self.path = Path(path)
+        self.label_pattern = label_pattern
+        self.group_pattern = group_pattern
+        self.croissant = croissant
+        self.cache_dir = cache_dir
+        self.origin = origin or str(path)  # what the user wrote, for messages
+        self._fingerprint: str | None = None
+
+    def _check(self) -> None:
+        if not self.path.exists():
+            raise DataError(
+                f"archive source: {self.origin!r} (resolved to {str(self.path)!r}) does not exist; set `path` "
+                "of the source to a .zip/.tar/.rar file or an image folder (relative paths are relative to the "
+                "registry file)")
+
+    @property
+    def format(self) -> str:
+        from mathsym_zoo.data.archives import detect_format
+
+        self._check()
+        return detect_format(self.path)
+
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            from mathsym_zoo.data.archives import file_sha256, folder_signature
+
+            fmt = self.format
+            if fmt == "folder":
+                self._fingerprint = f"folder:{folder_signature(self.path)}"
+            else:
+                self._fingerprint = f"{fmt}:sha256:{file_sha256(self.path, self.cache_dir)}"
+        return self._fingerprint
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": str(self.path), "format": self.format,
+                "label_pattern": self.label_pattern, "group_pattern": self.group_pattern,
+                "fingerprint": self.fingerprint()}
+
+    def size_hint(self) -> int | None:
+        """Number of members (for the progress bar) when cheap to know."""
+        from mathsym_zoo.data.archives import count_members
+
+        return count_members(self.path)
+
+    def records(self) -> Iterator:
+        from mathsym_zoo.data.archives import archive_records
+
+        self._check()
+        return archive_records(self.path, label_pattern=self.label_pattern, group_pattern=self.group_pattern)
+
+    def metadata(self) -> dict[str, Any] | None:
+        if self.croissant is None:
+            return None
+        from mathsym_zoo.croissant import read_croissant
+
+        return read_croissant(self.croissant)
+
+
+def build_archive(params: ArchiveParams, context: BuildContext) -> ArchiveSource:
+    if not params.path:
+        raise DataError("archive source: `path` is not set; add e.g. path = \"data/symbols.zip\" to its "
+                        "[sources.NAME] table (a .zip/.tar/.rar file or an image folder)")
+    return ArchiveSource(
+        context.resolve(params.path),
+        label_pattern=params.label_pattern,
+        group_pattern=params.group_pattern,
+        croissant=context.resolve(params.croissant) if params.croissant else None,
+        cache_dir=context.cache_dir,
+        origin=params.path,
+    )
 
 
 @hookimpl
 def register_sources(register):
-    register("archive", summary="(not implemented yet)", params=_P, factory=_factory)
+    register("archive", summary="Images in a local .zip, .tar(.gz/.bz2/.xz) or .rar file or a folder; "
+                                "label = parent folder (or a regex).",
+             params=ArchiveParams, factory=build_archive)

@@ -1,0 +1,504 @@
+"""Read image members from zip, tar (gz/bz2/xz), RAR archives and plain folders.
+
+Every reader streams members in a deterministic order (archive order, or
+sorted paths for folders) and never trusts member names: absolute names,
+``..`` components and links are reported as skipped members instead of being
+read. Nothing here writes outside a temporary folder it owns.
+
+RAR members stored without compression are read by ``rarfile`` itself.
+Compressed ones need an external tool; rather than one process per member
+(rarfile's default: ~32 ms each), the whole archive is extracted once into a
+private temporary folder (``unar``, else RARLAB's ``unrar``) and read from there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import tarfile
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ..errors import DataError
+from ..sources import Record
+
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
+)
+FORMATS = ("zip", "tar", "tar.gz", "tar.bz2", "tar.xz", "rar", "folder")
+RAR_MAGIC = (b"Rar!\x1a\x07\x00", b"Rar!\x1a\x07\x01\x00")
+INSTALL_HINT = "install one: `apt-get install unar` (Debian/Ubuntu), `brew install unar` (macOS), or RARLAB's unrar"
+
+# Skip reasons, shared with the ingest report (one wording per cause).
+SKIP_UNSAFE = "unsafe path"
+SKIP_LINK = "link (not a regular file)"
+SKIP_SPECIAL = "not a regular file"
+SKIP_NOT_IMAGE = "not an image"
+SKIP_EMPTY = "empty file"
+SKIP_ENCRYPTED = "encrypted member"
+SKIP_UNREADABLE = "unreadable archive member"
+SKIP_MACOS = "macOS metadata file"
+SKIP_NO_LABEL = "no label"
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """A regular file of an archive: its bytes, or why they were not read."""
+
+    name: str
+    data: bytes | None = None
+    skip: str | None = None
+
+
+Select = Callable[[str, int], "str | None"]  # (name, size) -> skip reason or None
+
+
+def _read_all(name: str, size: int) -> str | None:
+    return None
+
+
+def is_unsafe(name: str) -> bool:
+    """Absolute names, drive letters and ``..`` components are never read."""
+    norm = name.replace("\\", "/")
+    if norm.startswith("/") or re.match(r"^[A-Za-z]:", norm):
+        return True
+    return ".." in norm.split("/")
+
+
+def detect_format(path: Path) -> str:
+    """The archive format of ``path`` from its content (not only its name)."""
+    if path.is_dir():
+        return "folder"
+    if not path.exists():
+        raise DataError(f"archive {str(path)!r} does not exist; check the source's `path`")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise DataError(f"cannot read archive {str(path)!r}: {exc.strerror}") from None
+    if head.startswith(RAR_MAGIC):
+        return "rar"
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return "zip"
+    if head[:2] == b"\x1f\x8b":
+        kind = "tar.gz"
+    elif head[:3] == b"BZh":
+        kind = "tar.bz2"
+    elif head[:6] == b"\xfd7zXZ\x00":
+        kind = "tar.xz"
+    else:
+        kind = "tar"
+    try:
+        if tarfile.is_tarfile(path):
+            return kind
+    except (OSError, EOFError):
+        pass
+    raise DataError(
+        f"{str(path)!r} is not a supported archive (supported: .zip, .tar, .tar.gz, .tar.bz2, .tar.xz, "
+        ".rar, or a folder of images); re-download it if it should be one"
+    )
+
+
+def iter_members(path: str | Path, select: Select = _read_all) -> Iterator[Member]:
+    """Every regular file of the archive or folder at ``path``, in a stable order.
+
+    ``select(name, size)`` may return a skip reason so a member is reported
+    without its bytes being read. Directories are not members.
+    """
+    path = Path(path)
+    fmt = detect_format(path)
+    if fmt == "folder":
+        yield from _folder_members(path, select)
+    elif fmt == "zip":
+        yield from _zip_members(path, select)
+    elif fmt == "rar":
+        yield from _rar_members(path, select)
+    else:
+        yield from _tar_members(path, select)
+
+
+def count_members(path: str | Path) -> int | None:
+    """Number of members when cheap to know (for progress bars), else None."""
+    path = Path(path)
+    try:
+        fmt = detect_format(path)
+        if fmt == "zip":
+            with zipfile.ZipFile(path) as zf:
+                return sum(1 for i in zf.infolist() if not i.is_dir())
+        if fmt == "rar":
+            import rarfile
+
+            with rarfile.RarFile(path) as rf:
+                return sum(1 for i in rf.infolist() if not i.is_dir())
+        if fmt == "folder":
+            return sum(len(files) for _, _, files in os.walk(path))
+    except Exception:  # a hint only; the real read reports problems
+        return None
+    return None
+
+
+# -- readers -------------------------------------------------------------------
+
+
+def _checked(name: str, size: int, select: Select, links: set[str] = frozenset()) -> str | None:
+    if is_unsafe(name) or _under_link(name, links):
+        return SKIP_UNSAFE
+    return select(name, size)
+
+
+def _under_link(name: str, links: set[str]) -> bool:
+    """True when a parent folder of ``name`` is a link member (a traversal trick)."""
+    if not links:
+        return False
+    parts = name.replace("\\", "/").split("/")
+    return any("/".join(parts[:i]).rstrip("/") in links for i in range(1, len(parts)))
+
+
+def _folder_members(root: Path, select: Select) -> Iterator[Member]:
+    real_root = os.path.realpath(root)
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for fname in sorted(filenames):
+            full = os.path.join(dirpath, fname)
+            name = os.path.relpath(full, root).replace(os.sep, "/")
+            try:
+                st = os.lstat(full)
+            except OSError:
+                yield Member(name, skip=SKIP_UNREADABLE)
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                target = os.path.realpath(full)
+                if os.path.commonpath([real_root, target]) != real_root or not os.path.isfile(target):
+                    yield Member(name, skip=SKIP_UNSAFE)
+                    continue
+                st = os.stat(target)
+            elif not stat.S_ISREG(st.st_mode):
+                yield Member(name, skip=SKIP_SPECIAL)
+                continue
+            reason = _checked(name, st.st_size, select)
+            if reason:
+                yield Member(name, skip=reason)
+                continue
+            try:
+                with open(full, "rb") as fh:
+                    yield Member(name, fh.read())
+            except OSError:
+                yield Member(name, skip=SKIP_UNREADABLE)
+
+
+def _zip_members(path: Path, select: Select) -> Iterator[Member]:
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataError(f"{str(path)!r} is not a readable zip archive ({exc}); re-download or re-create it") from None
+    with zf:
+        infos = zf.infolist()
+        links = {i.filename.rstrip("/") for i in infos if stat.S_ISLNK(i.external_attr >> 16)}
+        for info in infos:
+            if info.is_dir():
+                continue
+            name = info.filename
+            if name.rstrip("/") in links:
+                yield Member(name, skip=SKIP_LINK)
+                continue
+            reason = _checked(name, info.file_size, select, links)
+            if reason is None and info.flag_bits & 0x1:
+                reason = SKIP_ENCRYPTED
+            if reason:
+                yield Member(name, skip=reason)
+                continue
+            try:
+                yield Member(name, zf.read(info))
+            except Exception:  # bad CRC, unsupported method, truncated data
+                yield Member(name, skip=SKIP_UNREADABLE)
+
+
+def _tar_members(path: Path, select: Select) -> Iterator[Member]:
+    # Stream mode: one forward pass, also for compressed tars.
+    try:
+        tf = tarfile.open(path, mode="r|*")
+    except (tarfile.TarError, OSError) as exc:
+        raise DataError(f"{str(path)!r} is not a readable tar archive ({exc}); re-download or re-create it") from None
+    links: set[str] = set()
+    with tf:
+        try:
+            for info in tf:
+                if info.isdir():
+                    continue
+                name = info.name
+                if info.issym() or info.islnk():
+                    links.add(name.rstrip("/"))
+                    yield Member(name, skip=SKIP_LINK)
+                    continue
+                if not info.isreg():
+                    yield Member(name, skip=SKIP_SPECIAL)
+                    continue
+                reason = _checked(name, info.size, select, links)
+                if reason:
+                    yield Member(name, skip=reason)
+                    continue
+                fh = tf.extractfile(info)
+                yield Member(name, fh.read() if fh is not None else b"")
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            raise DataError(
+                f"{str(path)!r} is damaged or truncated ({type(exc).__name__}: {exc}); re-download or re-create it"
+            ) from None
+
+
+# -- RAR -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RarTool:
+    name: str
+    path: str | None
+    problem: str | None = None  # why it cannot be used
+
+    @property
+    def usable(self) -> bool:
+        return self.path is not None and self.problem is None
+
+
+def rar_tools() -> list[RarTool]:
+    """The extraction tools looked for, in order of preference."""
+    tools = []
+    unar = shutil.which("unar")
+    tools.append(RarTool("unar", unar, None if unar else "not installed"))
+    unrar = shutil.which("unrar")
+    problem = None if unrar else "not installed"
+    if unrar:
+        try:
+            out = subprocess.run([unrar], capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL)
+            banner = (out.stdout + out.stderr).lower()
+            if "unrar-free" in banner or "unrar" not in banner:
+                problem = "is unrar-free, which cannot read RAR5"
+        except (OSError, subprocess.SubprocessError):
+            problem = "does not run"
+    tools.append(RarTool("unrar", unrar, problem))
+    return tools
+
+
+def _tool_command(tool: RarTool, archive: Path, dest: Path) -> list[str]:
+    if tool.name == "unar":
+        # -D: no extra top folder; -nr: no nested archives; -k skip: no resource forks.
+        return [tool.path, "-q", "-f", "-D", "-nr", "-k", "skip", "-o", str(dest), str(archive)]
+    return [tool.path, "x", "-o+", "-y", "-idq", "-p-", str(archive), str(dest) + os.sep]
+
+
+@contextlib.contextmanager
+def extracted_rar(archive: str | Path) -> Iterator[Path]:
+    """Extract a whole RAR archive with ONE tool call into a private temporary
+    folder, yield that folder, and remove it afterwards.
+
+    The destination sits alone inside a fresh sandbox folder; anything a
+    hostile archive manages to put next to it (a symlink escape) is removed
+    and reported, and readers of the result never follow links.
+    """
+    archive = Path(archive).resolve()
+    tools = rar_tools()
+    usable = [t for t in tools if t.usable]
+    if not usable:
+        tried = ", ".join(f"{t.name} ({t.problem})" for t in tools)
+        raise DataError(f"{str(archive)!r} has compressed members, which need an external RAR tool; tried: {tried}. "
+                        f"To fix, {INSTALL_HINT}")
+    sandbox = Path(tempfile.mkdtemp(prefix="mathsym-rar-"))
+    dest = sandbox / "out"
+    dest.mkdir()
+    try:
+        errors = []
+        for tool in usable:
+            proc = subprocess.run(_tool_command(tool, archive, dest), capture_output=True, text=True,
+                                  stdin=subprocess.DEVNULL)
+            escaped = [p.name for p in sandbox.iterdir() if p.name != "out"]
+            if escaped:
+                raise DataError(f"{str(archive)!r} tried to write outside its extraction folder "
+                                f"({', '.join(escaped)}); refusing to read this archive")
+            if proc.returncode == 0 or any(dest.iterdir()):
+                break  # partial failures show up as unreadable members
+            errors.append(f"{tool.name}: {(proc.stderr or proc.stdout).strip().splitlines()[-1:] or 'failed'}")
+            shutil.rmtree(dest)
+            dest.mkdir()
+        else:
+            raise DataError(f"could not extract {str(archive)!r}: {'; '.join(errors)}. "
+                            "The archive may be damaged; re-download it")
+        yield dest
+    finally:
+        shutil.rmtree(sandbox, ignore_errors=True)
+
+
+def _read_inside(root: Path, name: str) -> bytes | None:
+    """Bytes of ``root/name`` if it is a regular file reached without links."""
+    full = root / name
+    real_root = os.path.realpath(root)
+    if os.path.realpath(full) != os.path.normpath(os.path.join(real_root, name)):
+        return None  # some component is a link
+    try:
+        if not stat.S_ISREG(os.lstat(full).st_mode):
+            return None
+        with open(full, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def _rar_members(path: Path, select: Select) -> Iterator[Member]:
+    import rarfile
+
+    try:
+        rf = rarfile.RarFile(path)
+    except rarfile.NeedFirstVolume:
+        raise DataError(f"{str(path)!r} is a later volume of a multi-part RAR; point the source at the first part") from None
+    except (rarfile.Error, OSError) as exc:
+        raise DataError(f"{str(path)!r} is not a readable RAR archive ({exc}); re-download it") from None
+    with rf:
+        if rf.needs_password():
+            raise DataError(f"{str(path)!r} is password-protected; extract it yourself and use the folder instead")
+        plan: list[tuple[object, str | None]] = []
+        infos = rf.infolist()
+        links = {i.filename.rstrip("/") for i in infos if i.file_redir is not None or i.is_symlink()}
+        for info in infos:
+            if info.is_dir():
+                continue
+            name = info.filename
+            if name.rstrip("/") in links:
+                reason = SKIP_LINK
+            else:
+                reason = _checked(name, info.file_size, select, links)
+                if reason is None and info.needs_password():
+                    reason = SKIP_ENCRYPTED
+            plan.append((info, reason))
+        wanted = [info for info, reason in plan if reason is None]
+        needs_tool = any(info.compress_type != rarfile.RAR_M0 for info in wanted)
+        if not needs_tool:
+            for info, reason in plan:
+                if reason:
+                    yield Member(info.filename, skip=reason)
+                    continue
+                try:
+                    yield Member(info.filename, rf.read(info))
+                except (rarfile.Error, OSError):
+                    yield Member(info.filename, skip=SKIP_UNREADABLE)
+            return
+    with extracted_rar(path) as root:
+        for info, reason in plan:
+            if reason:
+                yield Member(info.filename, skip=reason)
+                continue
+            data = _read_inside(root, info.filename)
+            yield Member(info.filename, data) if data is not None else Member(info.filename, skip=SKIP_UNREADABLE)
+
+
+# -- records -------------------------------------------------------------------
+
+
+def _compile(pattern: str | None, what: str) -> re.Pattern | None:
+    if pattern is None:
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise DataError(f"{what} {pattern!r} is not a valid regular expression: {exc}") from None
+
+
+def _match(regex: re.Pattern, name: str) -> str | None:
+    m = regex.search(name)
+    if m is None:
+        return None
+    if "label" in regex.groupindex:
+        return m.group("label")
+    if "group" in regex.groupindex:
+        return m.group("group")
+    return m.group(1) if regex.groups else m.group(0)
+
+
+def image_member(name: str, size: int) -> str | None:
+    """Skip reason for members that cannot be images, judged by name and size."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    if name.startswith("__MACOSX/") or base.startswith("._"):
+        return SKIP_MACOS
+    if os.path.splitext(base)[1].lower() not in IMAGE_SUFFIXES:
+        return SKIP_NOT_IMAGE
+    if size == 0:
+        return SKIP_EMPTY
+    return None
+
+
+def archive_records(path: str | Path, *, label_pattern: str | None = None,
+                    group_pattern: str | None = None) -> Iterator[Record]:
+    """Records of the images in an archive or folder.
+
+    The label is the member's parent folder name, or the first group (or the
+    ``label`` named group) of ``label_pattern`` searched in the member path;
+    ``group_pattern`` gives an optional group id the same way.
+    """
+    label_re = _compile(label_pattern, "label_pattern")
+    group_re = _compile(group_pattern, "group_pattern")
+    for member in iter_members(path, image_member):
+        name = member.name.replace("\\", "/")
+        if member.skip:
+            yield Record(member.name, None, skip=member.skip)
+            continue
+        if not member.data:
+            yield Record(member.name, None, skip=SKIP_EMPTY)
+            continue
+        if label_re is not None:
+            label = _match(label_re, name)
+        else:
+            parts = name.rsplit("/", 2)
+            label = parts[-2] if len(parts) >= 2 else None
+        if not label:
+            yield Record(member.name, None, skip=SKIP_NO_LABEL)
+            continue
+        group = _match(group_re, name) if group_re is not None else None
+        yield Record(member.name, label, group or None, data=member.data)
+
+
+# -- identity ------------------------------------------------------------------
+
+
+def file_sha256(path: str | Path, memo_dir: str | Path | None = None) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) in ``memo_dir``."""
+    path = Path(path)
+    st = path.stat()
+    token = f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}"
+    memo_file = Path(memo_dir) / "checksums.json" if memo_dir else None
+    memo: dict[str, str] = {}
+    if memo_file is not None and memo_file.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            memo = json.loads(memo_file.read_text())
+    if token in memo:
+        return memo[token]
+    with open(path, "rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    if memo_file is not None:
+        memo[token] = digest
+        with contextlib.suppress(OSError):
+            memo_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo_file.with_name(f".checksums-{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(memo, indent=0))
+            os.replace(tmp, memo_file)
+    return digest
+
+
+def folder_signature(root: str | Path) -> str:
+    """sha256 over every file's relative path, size and modification time."""
+    h = hashlib.sha256()
+    root = Path(root)
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for fname in sorted(filenames):
+            full = os.path.join(dirpath, fname)
+            with contextlib.suppress(OSError):
+                st = os.stat(full)
+                h.update(f"{os.path.relpath(full, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
