@@ -130,8 +130,11 @@ def load_model(path: str | Path) -> LoadedModel:
     """Load a run folder's ``best.keras`` (or a ``.keras`` file) with ``safe_mode=True``."""
     model_path, run_dir = resolve_model_path(path)
     run: dict[str, Any] = {}
+    sidecar = model_path.with_suffix(".json")  # <stem>.json beside a bare file, as predict reads it
     if run_dir is not None and (run_dir / "run.json").is_file():
         run = read_json(run_dir / "run.json")
+    elif sidecar.is_file():
+        run = read_json(sidecar)
     import keras
 
     try:
@@ -222,6 +225,7 @@ class Evaluation:
     timing: dict[str, float]
     source: dict[str, Any] = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)
+    model_stats: dict[str, Any] = dataclasses.field(default_factory=dict)  # params, MACs, FLOPs
 
     @property
     def y_pred(self) -> np.ndarray:
@@ -246,7 +250,7 @@ class Evaluation:
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model_name, "side": self.side, "class_names": list(self.class_names),
                 "missing_labels": self.missing, "metrics": self.metrics, "timing": self.timing,
-                "source": self.source, "notes": self.notes}
+                "source": self.source, "notes": self.notes, "model_stats": self.model_stats}
 
     def save(self, folder: Path) -> None:
         """``evaluation.json`` and ``predictions.npz`` (plain arrays, no pickle)."""
@@ -267,7 +271,7 @@ class Evaluation:
             indices, y_true, probs = z["indices"], z["y_true"], z["probs"]
         return cls(info["model"], info["side"], tuple(info["class_names"]), indices, y_true, probs,
                    dict(info.get("missing_labels", {})), info["metrics"], info["timing"], info.get("source", {}),
-                   list(info.get("notes", [])))
+                   list(info.get("notes", [])), dict(info.get("model_stats", {})))
 
 
 def side_indices(dataset, side: str, split_config=None, split=None) -> np.ndarray:
@@ -328,7 +332,7 @@ def evaluate_model(loaded: LoadedModel, dataset, indices: np.ndarray, *, side: s
     timing = {"batch_images_per_s": images_per_s, **compiled.latency(sample, repeats=latency_repeats)}
     scores = M.summarize(y_true, probs, class_names)
     return Evaluation(name or loaded.name, side, tuple(class_names), indices, y_true, probs, missing, scores,
-                      timing, dict(getattr(dataset, "source", {}) or {}), notes)
+                      timing, dict(getattr(dataset, "source", {}) or {}), notes, model_stats(loaded.model))
 
 
 def evaluate(job, model_path: str | Path, *, side: str = "test", out_dir: str | Path | None = None,
@@ -358,13 +362,26 @@ def evaluate(job, model_path: str | Path, *, side: str = "test", out_dir: str | 
     if report:
         from .report import write_evaluation_report
 
-        write_evaluation_report(out_dir / "report.html", evaluation, dataset, run_dir=loaded.run_dir,
-                                params=_count_params(loaded.model))
+        write_evaluation_report(out_dir / "report.html", evaluation, dataset, run_dir=loaded.run_dir)
     return evaluation, out_dir
 
 
-def _count_params(model) -> int | None:
+def model_stats(model) -> dict[str, Any]:
+    """Parameters, and multiply-adds per image (FLOPs = 2 x MACs) when
+    ``mathsym_zoo.modelinfo`` can count them; missing values are None."""
+    out: dict[str, Any] = {"params": None, "macs": None, "flops": None}
     try:
-        return int(model.count_params())
+        out["params"] = int(model.count_params())
     except Exception:  # an unbuilt model
-        return None
+        pass
+    try:
+        from .modelinfo import count_macs
+
+        macs = count_macs(model)
+        out["macs"] = int(macs["macs"])
+        out["flops"] = 2 * int(macs["macs"])
+        if macs.get("uncounted_layers"):
+            out["uncounted_layers"] = list(macs["uncounted_layers"])
+    except Exception:  # no modelinfo, or a model it can't walk (subclassed)
+        pass
+    return out

@@ -28,7 +28,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("macro_f1", "macro-F1", "pct"),
     ("balanced_accuracy", "bal. acc", "pct"),
     ("params", "params", "count"),
-    ("flops", "FLOPs", "count"),
+    ("macs", "MACs", "count"),
     ("train_time_s", "train time", "dur"),
     ("train_images_per_s", "train img/s", "rate"),
     ("latency_ms_p50", "latency p50", "ms"),
@@ -173,7 +173,8 @@ def learning_curves_png(histories: dict[str, dict[str, list[float]]]) -> str | N
                 y = _pick(cols, val, what)
                 if y is None:
                     continue
-                x = [e + 1 for e in epochs] if epochs and len(epochs) == len(y) else list(range(1, len(y) + 1))
+                # train.py numbers epochs from 1
+                x = list(epochs) if epochs and len(epochs) == len(y) else list(range(1, len(y) + 1))
                 ax.plot(x, y, style, color=colors[i % 10], marker="o", markersize=3,
                         label=f"{name} ({'val' if val else 'train'})")
     for ax, what in zip(axes, ("loss", "accuracy")):
@@ -388,12 +389,11 @@ def _source_text(src: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in src.items())
 
 
-def write_evaluation_report(path: Path, evaluation, dataset, *, run_dir: Path | None = None,
-                            params: int | None = None) -> Path:
+def write_evaluation_report(path: Path, evaluation, dataset, *, run_dir: Path | None = None) -> Path:
     """The report of one evaluated model (``mathsym-zoo evaluate``)."""
     from .evaluate import atomic_write_text
 
-    row = {"rank": 1, "model": evaluation.model_name, "is_best": True, "params": params, **evaluation.summary()}
+    row = {"rank": 1, "model": evaluation.model_name, "is_best": True, **evaluation.model_stats, **evaluation.summary()}
     histories = {evaluation.model_name: read_history(run_dir / "history.csv")} if run_dir else {}
     src = evaluation.source or {}
     meta = [("model", evaluation.model_name), ("side", evaluation.side),
@@ -404,3 +404,29 @@ def write_evaluation_report(path: Path, evaluation, dataset, *, run_dir: Path | 
                        histories=histories, best=evaluation, dataset=dataset, notes=evaluation.notes)
     atomic_write_text(Path(path), text)
     return Path(path)
+
+
+def write_comparison_report(folder: Path, manifest: dict[str, Any], rows: Sequence[dict[str, Any]],
+                            evaluations: dict[str, Any], dataset) -> Path:
+    """``<folder>/report.html`` for a comparison (``mathsym-zoo compare``)."""
+    from .evaluate import atomic_write_text
+
+    folder = Path(folder)
+    best_name = next((r["model"] for r in rows if r.get("is_best")), None)
+    best = evaluations.get(best_name) if best_name else None
+    histories = {r["model"]: read_history(folder / "runs" / r["model"] / "history.csv") for r in rows}
+    train = manifest.get("train") or {}
+    meta = [
+        ("source", _source_text(manifest.get("source") or {}) if manifest.get("source") else manifest["source_entry"]["name"]),
+        ("dataset key", str(manifest.get("dataset_key", ""))[:16]),
+        ("split hash", str(manifest.get("split_hash", ""))[:16]),
+        ("training", ", ".join(f"{k}={train[k]}" for k in ("epochs", "batch_size", "optimizer", "learning_rate",
+                                                          "lr_schedule", "early_stopping_patience", "seed") if k in train)),
+        ("folder", str(folder)),
+    ]
+    notes = list(best.notes) if best is not None else []
+    text = render_html(title=f"mathsym-zoo comparison: {manifest['source_entry']['name']}", meta=meta, rows=rows,
+                       histories=histories, best=best, dataset=dataset, notes=notes)
+    path = folder / "report.html"
+    atomic_write_text(path, text)
+    return path

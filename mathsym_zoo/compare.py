@@ -1,0 +1,359 @@
+"""Compare zoo models on one cache and one persisted split.
+
+Every model trains with the same ``[train]`` settings on the same split, each
+in its own run folder of one comparison folder::
+
+    <comparisons_dir>/<source>-<YYYYmmdd-HHMMSS>/
+      comparison.json     what is compared: source identity, dataset key, split hash, models, job
+      runs/<model>/       a run folder (train.py) plus evaluation/ (test scores, predictions)
+      results.json        leaderboard rows, best model, McNemar tests, hardware
+      results.csv         one row per model, every leaderboard column + split hash + source identity
+      report.html         the self-contained report
+
+Because all models see the same test images, each is compared with the best by
+McNemar's paired test (see :mod:`mathsym_zoo.metrics`). Resuming skips models
+whose run finished and was evaluated, and resumes one that was interrupted.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import os
+import platform
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import metrics as M
+from .errors import ConfigError, DataError
+from .evaluate import Evaluation, atomic_write_json, atomic_write_text, evaluate_model, load_model, read_json
+
+FORMAT = 1
+MANIFEST = "comparison.json"
+EVAL_DIR = "evaluation"
+FINISHED = {"completed", "early-stopped"}  # train.py's final statuses
+ALPHA = 0.05
+
+#: results.csv columns, in order.
+CSV_COLUMNS = (
+    "rank", "model", "architecture", "top1", "top1_ci95_low", "top1_ci95_high", "top5", "macro_f1",
+    "balanced_accuracy", "n_test", "correct", "is_best", "mcnemar_b", "mcnemar_c", "mcnemar_statistic", "mcnemar_p",
+    "mcnemar_method", "significant_vs_best", "params", "macs", "flops", "train_time_s", "train_images_per_s",
+    "epochs", "best_epoch", "latency_ms_p50", "latency_ms_p95", "batch_images_per_s", "missing_images",
+    "split_hash", "dataset_key", "source", "source_type", "source_fingerprint", "run_dir",
+)
+
+
+@dataclasses.dataclass
+class ComparisonResult:
+    """What :func:`compare` produced."""
+
+    path: Path
+    rows: list[dict[str, Any]]  # leaderboard, best first
+    evaluations: dict[str, Evaluation]
+    best: str | None
+    skipped: list[str]  # finished models that were not trained again
+    wall_time_s: float
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / "report.html"
+
+    @property
+    def results_json(self) -> Path:
+        return self.path / "results.json"
+
+    @property
+    def results_csv(self) -> Path:
+        return self.path / "results.csv"
+
+
+# -- comparison folders --------------------------------------------------------
+
+
+def _timestamp() -> str:
+    return datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def latest_comparison(job) -> Path | None:
+    """The newest comparison folder of ``job``'s source (by name), or None."""
+    root = job.comparisons_dir
+    if not root.is_dir():
+        return None
+    found = sorted(p for p in root.glob(f"{job.source.name}-*") if (p / MANIFEST).is_file())
+    return found[-1] if found else None
+
+
+def _comparison_dir(job, out_dir, resume) -> tuple[Path, bool]:
+    """(folder, resuming)."""
+    if resume not in (None, False, True):  # a path
+        folder = Path(resume).expanduser()
+        if not (folder / MANIFEST).is_file():
+            raise ConfigError(f"--resume {str(folder)!r}: not a comparison folder (no {MANIFEST}); pass a folder "
+                              f"under {job.comparisons_dir} or --resume without a value for the latest")
+        return folder, True
+    if resume:
+        folder = Path(out_dir).expanduser() if out_dir else latest_comparison(job)
+        if folder is None or not (folder / MANIFEST).is_file():
+            where = str(folder) if folder else f"{job.comparisons_dir}/{job.source.name}-*"
+            raise ConfigError(f"--resume: no comparison to resume at {where}; run `mathsym-zoo compare` without "
+                              "--resume to start one")
+        return folder, True
+    folder = Path(out_dir).expanduser() if out_dir else job.comparisons_dir / f"{job.source.name}-{_timestamp()}"
+    if (folder / MANIFEST).is_file():
+        raise ConfigError(f"{folder} already holds a comparison; pass --resume {folder} to continue it, "
+                          "or another --out folder")
+    return folder, False
+
+
+def _manifest(job, dataset, split, names: Sequence[str]) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "source_entry": job.source.to_dict(),
+        "source": dict(dataset.source or {}),
+        "dataset_key": dataset.key,
+        "split_hash": split.hash,
+        "split_file": str(split.path) if split.path else None,
+        "models": list(names),
+        "train": job.train.model_dump(mode="json"),
+        "job": job.to_dict(),
+    }
+
+
+def _check_resumable(old: dict[str, Any], new: dict[str, Any], folder: Path) -> None:
+    """A resumed comparison must use the same data, split and training settings."""
+    for key, what in (("dataset_key", "decoded dataset"), ("split_hash", "split")):
+        if old.get(key) != new.get(key):
+            raise DataError(f"{folder}: cannot resume: the {what} changed ({key} {str(old.get(key))[:12]} -> "
+                            f"{str(new.get(key))[:12]}), so the models would not be compared on the same images; "
+                            "start a new comparison")
+    keep = {"runs_dir", "comparisons_dir", "device", "strategy"}  # where and on what, not how
+    diff = sorted(k for k in set(old.get("train", {})) | set(new["train"])
+                  if k not in keep and old.get("train", {}).get(k) != new["train"].get(k))
+    if diff:
+        raise ConfigError(f"{folder}: cannot resume with different training settings ({', '.join(f'train.{k}' for k in diff)}"
+                          "); a comparison trains every model the same way. Drop those --set overrides or start a "
+                          "new comparison")
+
+
+# -- runs ----------------------------------------------------------------------
+
+
+def run_status(run_dir: Path) -> str:
+    """``new`` (nothing there), ``finished`` (run.json says so and a checkpoint exists) or ``partial``."""
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return "new"
+    try:
+        status = str(read_json(run_dir / "run.json").get("status", "")).lower()
+    except (FileNotFoundError, DataError):
+        return "partial"
+    if status in FINISHED and (run_dir / "best.keras").is_file():
+        return "finished"
+    return "partial"
+
+
+def _train_info(run_dir: Path) -> dict[str, Any]:
+    """Training time, images/s and epochs from the run's metrics.json (train.py)."""
+    try:
+        data = read_json(run_dir / "metrics.json")
+    except (FileNotFoundError, DataError):
+        return {}
+    out = {"train_time_s": data.get("train_seconds"), "train_images_per_s": data.get("train_images_per_second"),
+           "epochs": data.get("epochs"), "best_epoch": data.get("best_epoch")}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _train(job, name: str, run_dir: Path, *, resume: bool, progress: bool, console, dataset) -> None:
+    from .train import train_model
+
+    train_model(job, name, run_dir=run_dir, resume=resume, progress=progress, console=console, dataset=dataset)
+
+
+# -- leaderboard ---------------------------------------------------------------
+
+
+def _correct_on(evaluation: Evaluation, common: np.ndarray) -> np.ndarray:
+    pos = np.searchsorted(evaluation.indices, common) if np.all(np.diff(evaluation.indices) >= 0) else None
+    if pos is None:
+        order = np.argsort(evaluation.indices)
+        pos = order[np.searchsorted(evaluation.indices[order], common)]
+    return evaluation.correct[pos]
+
+
+def leaderboard(evaluations: dict[str, Evaluation], train_info: dict[str, dict[str, Any]],
+                extra: dict[str, Any] | None = None, alpha: float = ALPHA) -> list[dict[str, Any]]:
+    """Leaderboard rows, best first: scores, speed, size, and McNemar against the best.
+
+    The best model has the highest top-1 (ties: macro-F1, then name). McNemar
+    uses the test images every model was scored on.
+    """
+    if not evaluations:
+        return []
+    names = sorted(evaluations, key=lambda n: (-evaluations[n].metrics["top1"],
+                                               -evaluations[n].metrics["macro_f1"], n))
+    best = names[0]
+    common = evaluations[best].indices
+    for e in evaluations.values():
+        common = np.intersect1d(common, e.indices)
+    best_correct = _correct_on(evaluations[best], common)
+    rows = []
+    for rank, name in enumerate(names, 1):
+        e = evaluations[name]
+        s = e.summary()
+        row: dict[str, Any] = {"rank": rank, "model": name, "is_best": name == best, **(extra or {}).get(name, {}),
+                               "n_test": s["n"], "correct": e.metrics["correct"], **s, **e.model_stats,
+                               **train_info.get(name, {})}
+        row.pop("n", None)
+        if name == best:
+            row.update(mcnemar_b=0, mcnemar_c=0, mcnemar_statistic=None, mcnemar_p=None, mcnemar_method=None,
+                       significant_vs_best=None)
+        else:
+            t = M.mcnemar(best_correct, _correct_on(e, common))
+            row.update(mcnemar_b=t.b, mcnemar_c=t.c, mcnemar_statistic=t.statistic, mcnemar_p=t.p_value,
+                       mcnemar_method=t.method, significant_vs_best=t.significant(alpha))
+        rows.append(row)
+    return rows
+
+
+def _csv_text(rows: Sequence[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_COLUMNS})
+    return buf.getvalue()
+
+
+def hardware() -> dict[str, Any]:
+    """Where the comparison ran (for the README's leaderboard)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+            "python": platform.python_version()}
+    try:
+        info["affinity_cpus"] = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        pass
+    return info
+
+
+def write_results(folder: Path, manifest: dict[str, Any], rows: list[dict[str, Any]], *, status: str,
+                  wall_time_s: float | None = None) -> None:
+    """``results.json`` and ``results.csv``, atomically."""
+    src = manifest.get("source") or {}
+    source_text = src.get("describe") or src.get("description") or manifest["source_entry"]["name"]
+    common = {"split_hash": manifest["split_hash"], "dataset_key": manifest["dataset_key"], "source": source_text,
+              "source_type": manifest["source_entry"]["type"], "source_fingerprint": src.get("fingerprint")}
+    rows = [{**r, **common} for r in rows]
+    best = next((r["model"] for r in rows if r.get("is_best")), None)
+    atomic_write_json(folder / "results.json", {
+        "format": FORMAT, "status": status, "comparison": str(folder), "source_entry": manifest["source_entry"],
+        "source": src, "dataset_key": manifest["dataset_key"], "split_hash": manifest["split_hash"],
+        "split_file": manifest.get("split_file"), "models": manifest["models"], "best": best, "alpha": ALPHA,
+        "significance": (f"McNemar's test of each model against the best on the same test images: exact binomial "
+                         f"when b + c < {M.MCNEMAR_EXACT_BELOW}, else chi-square with continuity correction; "
+                         f"significant when p < {ALPHA:g}"),
+        "ci": "Wilson score interval, 95%", "train": manifest.get("train"), "hardware": hardware(),
+        "wall_time_s": wall_time_s, "rows": rows,
+    })
+    atomic_write_text(folder / "results.csv", _csv_text(rows))
+
+
+# -- the comparison ------------------------------------------------------------
+
+
+def compare(job, model_names: Sequence[str] | None = None, *, out_dir: str | Path | None = None,
+            resume: bool | str | Path = False, progress: bool = True, console=None, dataset=None,
+            latency_repeats: int = 50) -> ComparisonResult:
+    """Train and evaluate ``model_names`` (default: every model of the job) on one split.
+
+    ``resume``: True continues ``out_dir`` (or the newest comparison of this
+    source), a path continues that folder. Finished models are not trained
+    again; an interrupted one resumes from its state. ``dataset`` skips
+    :func:`mathsym_zoo.data.cache.load_dataset` (tests, API users).
+    """
+    from .data.split import load_split
+
+    started = time.perf_counter()
+    say = console.print if console is not None else (lambda *a, **k: None)
+    folder, resuming = _comparison_dir(job, out_dir, resume)
+    old = read_json(folder / MANIFEST) if resuming else None
+    names = list(model_names) if model_names else (list(old["models"]) if old else [m.name for m in job.models])
+    if not names:
+        raise ConfigError("no models to compare: name some (`mathsym-zoo compare notebook-cnn resnet-lite`) "
+                          "or add [models.<name>] tables to the registry")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"model {dupes[0]!r} is named twice; each model trains once per comparison")
+    job = job.with_models(names)  # unknown names fail here, with the registered ones listed
+
+    if dataset is None:
+        from .data.cache import load_dataset
+
+        dataset = load_dataset(job, progress=progress)
+    split = load_split(dataset, job.split)
+    if len(split.indices["test"]) == 0:
+        raise DataError(f"the split of {job.source.name!r} has no test images (split.test = {job.split.test:g}); "
+                        "set e.g. --set split.test=0.1")
+    manifest = _manifest(job, dataset, split, names)
+    if old is not None:
+        _check_resumable(old, manifest, folder)
+        manifest["created"] = old.get("created", manifest["created"])
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / MANIFEST, manifest)
+    say(f"comparison folder: {folder}")
+
+    evaluations: dict[str, Evaluation] = {}
+    train_info: dict[str, dict[str, Any]] = {}
+    extra: dict[str, dict[str, Any]] = {}
+    skipped: list[str] = []
+    test = np.asarray(split.indices["test"], dtype=np.int64)
+    for i, name in enumerate(names, 1):
+        run_dir = folder / "runs" / name
+        eval_dir = run_dir / EVAL_DIR
+        status = run_status(run_dir)
+        entry = job.model(name)
+        extra[name] = {"architecture": entry.type, "run_dir": str(run_dir)}
+        if status == "finished" and (eval_dir / "evaluation.json").is_file():
+            say(f"[{i}/{len(names)}] {name}: finished earlier, skipped")
+            skipped.append(name)
+            evaluations[name] = Evaluation.load(eval_dir)
+        else:
+            if status != "finished":
+                say(f"[{i}/{len(names)}] {name}: {'resuming' if status == 'partial' else 'training'} in {run_dir}")
+                # A folder without run.json never got past set-up: start it afresh.
+                again = status == "partial" and (run_dir / "run.json").is_file()
+                _train(job, name, run_dir, resume=again, progress=progress, console=console, dataset=dataset)
+                if run_status(run_dir) != "finished":
+                    raise DataError(f"{run_dir}: training returned but the run is not marked finished in run.json; "
+                                    f"resume with `mathsym-zoo compare --resume {folder}`")
+            else:
+                skipped.append(name)
+            say(f"[{i}/{len(names)}] {name}: evaluating on {len(test)} test images")
+            evaluation = evaluate_model(load_model(run_dir), dataset, test, side="test", name=name,
+                                        latency_repeats=latency_repeats)
+            evaluation.save(eval_dir)
+            evaluations[name] = evaluation
+        train_info[name] = _train_info(run_dir)
+        rows = leaderboard(evaluations, train_info, extra)
+        write_results(folder, manifest, rows, status="running")
+
+    rows = leaderboard(evaluations, train_info, extra)
+    wall = time.perf_counter() - started
+    write_results(folder, manifest, rows, status="finished", wall_time_s=wall)
+    from .report import write_comparison_report
+
+    write_comparison_report(folder, manifest, rows, evaluations, dataset)
+    return ComparisonResult(folder, rows, evaluations, rows[0]["model"] if rows else None, skipped, wall)
