@@ -353,6 +353,11 @@ def evaluate(job, model_path: str | Path, *, side: str = "test", out_dir: str | 
     if side == "all" and trained_on and trained_on.get("fingerprint") and \
             trained_on.get("fingerprint") == (dataset.source or {}).get("fingerprint"):
         evaluation.notes.append("side 'all' of the training source includes the training images; the scores are optimistic")
+    trained_steps = loaded.run.get("preprocessing")
+    if isinstance(trained_steps, list) and json.dumps(trained_steps, sort_keys=True) != \
+            json.dumps(list(dataset.preprocessing or []), sort_keys=True, default=str):
+        evaluation.notes.append("the offline preprocessing differs from the model's run.json; the images may not "
+                                "look like those it was trained on")
     if out_dir is None:
         tag = f"{job.source.name}-{side}"
         out_dir = (loaded.run_dir / "evaluations" / tag) if loaded.run_dir else \

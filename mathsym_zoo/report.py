@@ -98,8 +98,9 @@ def leaderboard_table(rows: Sequence[dict[str, Any]], title: str = "leaderboard"
 
     cols = [c for c in COLUMNS if c[0] in ("top1_ci95", "vs_best", "rank", "model")
             or any(not _missing(r.get(c[0])) for r in rows)]
-    table = Table(title=title, caption=f"vs best: McNemar's test on the same test images; * = significant at {ALPHA:g}. "
-                                       "Scores in %.")
+    caption = "Scores in %." if len(rows) < 2 else \
+        f"Scores in %. vs best: McNemar's test on the same test images; * = significant at {ALPHA:g}."
+    table = Table(title=title, caption=caption)
     for key, header, kind in cols:
         table.add_column(header, justify="left" if kind == "str" else "right", no_wrap=key != "model")
     for r in rows:

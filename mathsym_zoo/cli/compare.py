@@ -1,2 +1,143 @@
-"""Commands for this area (filled by its issue)."""
-from .app import app  # noqa: F401
+"""``compare`` and ``evaluate``: zoo models on one split, saved models on any source."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from typer.core import TyperCommand
+
+from .app import (PluginsDirOpt, ProgressOpt, RegistryOpt, SetOpt, SourceOpt, StrictOpt, app, console, load_job,
+                  progress_enabled)
+
+#: What a bare ``--resume`` stands for: the newest comparison of the source (or --out).
+RESUME_LATEST = ":latest:"
+
+
+def _looks_like_path(text: str) -> bool:
+    return os.sep in text or "/" in text or Path(text).expanduser().is_dir()
+
+
+class _ResumeCommand(TyperCommand):
+    """Lets ``--resume`` stand alone or take a folder.
+
+    Typer options always take a value, so a bare ``--resume`` (last, before
+    another option, or before a model name) gets :data:`RESUME_LATEST` inserted;
+    ``--resume DIR`` keeps DIR when it looks like a path (has a slash or exists).
+    """
+
+    def parse_args(self, ctx, args):
+        args = list(args)
+        for i, arg in enumerate(args):
+            if arg == "--":
+                break
+            if arg == "--resume":
+                nxt = args[i + 1] if i + 1 < len(args) else None
+                if nxt is None or nxt.startswith("-") or not _looks_like_path(nxt):
+                    args.insert(i + 1, RESUME_LATEST)
+                break
+        return super().parse_args(ctx, args)
+
+
+ModelsArg = Annotated[Optional[list[str]], typer.Argument(
+    metavar="[MODEL]...", help="Model entries of the registry, or architecture names (default: every model in the registry).",
+    show_default=False)]
+ResumeOpt = Annotated[Optional[str], typer.Option(
+    "--resume", metavar="[DIR]", show_default=False,
+    help="Continue a comparison: finished models are skipped, an interrupted one resumes. Alone: the --out folder, "
+         "else the newest comparison of the source; with a folder: that one.")]
+OutOpt = Annotated[Optional[Path], typer.Option(
+    "--out", "-o", help="Comparison folder (default: <comparisons_dir>/<source>-<time>/).", show_default=False)]
+
+
+@app.command(cls=_ResumeCommand)
+def compare(
+    models: ModelsArg = None,
+    source: SourceOpt = None,
+    registry: RegistryOpt = None,
+    set_: SetOpt = None,
+    plugins_dir: PluginsDirOpt = None,
+    strict: StrictOpt = False,
+    resume: ResumeOpt = None,
+    out: OutOpt = None,
+    progress: ProgressOpt = True,
+):
+    """Train models on the same cache and split, evaluate each on test, print a leaderboard and write a report."""
+    import time
+
+    from ..compare import compare as run_compare
+    from ..report import leaderboard_table
+
+    started = time.perf_counter()
+    job = load_job(registry, source, set_, plugins_dir, strict)
+    if resume is None:
+        resume_arg: bool | Path = False
+    elif resume == RESUME_LATEST:
+        resume_arg = True
+    else:
+        resume_arg = Path(resume)
+    result = run_compare(job, models or None, out_dir=out, resume=resume_arg, progress=progress_enabled(progress),
+                         console=console)
+    n = result.rows[0]["n_test"] if result.rows else 0
+    console.print(leaderboard_table(result.rows, title=f"{job.source.name}: {len(result.rows)} models on the same "
+                                                       f"{n} test images"))
+    if result.skipped:
+        console.print(f"finished earlier, not trained again: {', '.join(result.skipped)}", highlight=False)
+    wall = time.perf_counter() - started
+    console.print(f"report   {result.report_path}\nresults  {result.results_json}\n         {result.results_csv}\n"
+                  f"time     {wall:.0f}s", highlight=False, soft_wrap=True)
+
+
+SideOpt = Annotated[str, typer.Option("--side", help="Which images: test or val of the persisted split, or all.")]
+
+
+def _run_source(path: str) -> str | None:
+    """The registry source entry a run folder was trained on, if it says."""
+    from ..evaluate import resolve_model_path
+
+    try:
+        _, run_dir = resolve_model_path(path)
+        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8")) if run_dir else {}
+        return info.get("job", {}).get("source", {}).get("name")
+    except Exception:  # a bare .keras file, or an unreadable run.json: the registry's default
+        return None
+
+
+@app.command()
+def evaluate(
+    run_or_model: Annotated[str, typer.Argument(metavar="RUN_OR_MODEL", help="Run folder, or a .keras file (with "
+                                                "run.json or <name>.json beside it naming its classes).")],
+    source: SourceOpt = None,
+    side: SideOpt = "test",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", show_default=False, help=(
+        "Output folder (default: <run>/evaluations/<source>-<side>/)."))] = None,
+    registry: RegistryOpt = None,
+    set_: SetOpt = None,
+    plugins_dir: PluginsDirOpt = None,
+    strict: StrictOpt = False,
+    progress: ProgressOpt = True,
+):
+    """Evaluate a saved model on a source: scores, speed and an HTML report.
+
+    Labels the model doesn't know are reported and left out of the scores.
+    Without --source, the source the run was trained on.
+    """
+    from ..evaluate import SIDES, evaluate as run_evaluate
+    from ..report import leaderboard_table
+
+    if side not in SIDES:
+        raise typer.BadParameter(f"expected one of {', '.join(SIDES)}, got {side!r}", param_hint="--side")
+    job = load_job(registry, source or _run_source(run_or_model), set_, plugins_dir, strict)
+    evaluation, folder = run_evaluate(job, run_or_model, side=side, out_dir=out, progress=progress_enabled(progress))
+    row = {"rank": 1, "model": evaluation.model_name, "is_best": True, **evaluation.model_stats,
+           **evaluation.summary()}
+    console.print(leaderboard_table([row], title=f"{evaluation.model_name} on {job.source.name} ({side}, "
+                                                 f"{evaluation.metrics['n']} images)"))
+    for note in evaluation.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    console.print(f"report   {folder / 'report.html'}\nresults  {folder / 'evaluation.json'}", highlight=False,
+                  soft_wrap=True)
