@@ -1,0 +1,170 @@
+"""The HTML report: it parses, every image in it is a valid PNG, and Chromium renders it.
+
+The screenshot test needs Debian's ``chromium`` package (CI installs it); it is
+skipped only when no Chromium binary is found.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mathsym_zoo import compare as C
+from mathsym_zoo import metrics as M
+from mathsym_zoo.data.dataset import Dataset
+from mathsym_zoo.evaluate import Evaluation
+from mathsym_zoo.report import leaderboard_table, write_comparison_report, write_evaluation_report
+
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+CLASSES = ["1", "ascii_124", "-", ",", "x", "\\alpha", "<b>"]  # markup-looking names must be escaped
+
+
+class _Checker(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack, self.errors, self.images, self.ids, self.text = [], [], [], set(), []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag in VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes <{self.stack[-1] if self.stack else None}>")
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def check_html(path: Path) -> _Checker:
+    """Parse ``path``: balanced tags, and every <img> a decodable PNG (inline) or an existing file."""
+    checker = _Checker()
+    checker.feed(path.read_text(encoding="utf-8"))
+    checker.close()
+    assert checker.errors == [] and checker.stack == [], (checker.errors, checker.stack)
+    assert checker.images, "no images in the report"
+    for src in checker.images:
+        if src.startswith("data:"):
+            head, data = src.split(",", 1)
+            assert head == "data:image/png;base64", head
+            raw = base64.b64decode(data, validate=True)
+        else:
+            file = path.parent / src
+            assert file.is_file(), f"missing image {src}"
+            raw = file.read_bytes()
+        with Image.open(io.BytesIO(raw)) as im:
+            im.verify()
+            assert im.format == "PNG" and im.size[0] > 0
+    return checker
+
+
+def _evaluation(name, y, probs, indices):
+    return Evaluation(name, "test", tuple(CLASSES), indices, y, probs, {}, M.summarize(y, probs, CLASSES),
+                      {"batch_images_per_s": 1234.0, "latency_ms_p50": 1.5, "latency_ms_p95": 2.5},
+                      model_stats={"params": 12345, "macs": 678900, "flops": 1357800})
+
+
+@pytest.fixture()
+def comparison(tmp_path):
+    rng = np.random.default_rng(0)
+    n, k = 140, len(CLASSES)
+    labels = np.arange(n) % k
+    images = rng.integers(0, 255, size=(n, 20, 20, 1), dtype=np.uint8)
+    ds = Dataset.from_arrays(images, labels, CLASSES, path=tmp_path / "ds")
+    indices = np.arange(n)
+    evaluations = {}
+    for name, noise in (("good", 0.7), ("worse", 1.5)):
+        probs = rng.random((n, k)) * noise
+        probs[indices, labels] += 0.6
+        probs /= probs.sum(axis=1, keepdims=True)
+        evaluations[name] = _evaluation(name, labels, probs.astype(np.float32), indices)
+    folder = tmp_path / "cmp"
+    for name in evaluations:
+        run = folder / "runs" / name
+        run.mkdir(parents=True)
+        (run / "history.csv").write_text("epoch,loss,accuracy,val_loss,val_accuracy,learning_rate\n"
+                                         "1,2.0,0.3,2.1,0.28,0.001\n2,1.2,0.6,1.4,0.55,0.001\n3,0.8,0.75,1.1,0.66,0.001\n")
+    rows = C.leaderboard(evaluations, {n_: {"train_time_s": 12.5, "train_images_per_s": 900.0, "epochs": 3}
+                                       for n_ in evaluations})
+    manifest = {"source_entry": {"name": "demo", "type": "demo"}, "source": {"describe": "demo glyphs <v1>"},
+                "dataset_key": "k" * 64, "split_hash": "s" * 64, "models": list(evaluations),
+                "train": {"epochs": 3, "batch_size": 64}}
+    path = write_comparison_report(folder, manifest, rows, evaluations, ds)
+    return path, rows, evaluations
+
+
+def test_comparison_report_parses_and_images_are_valid(comparison):
+    path, rows, _ = comparison
+    checker = check_html(path)
+    text = " ".join(checker.text)
+    assert {"leaderboard", "curves", "confusion", "pairs", "per-class", "mistakes"} <= checker.ids
+    # 4 figures (CI chart, learning curves, confusion) + thumbnails of mistakes
+    assert len(checker.images) > 4
+    assert "good" in text and "worse" in text and "<b>" in text  # the class name shown as text, escaped
+    html = path.read_text()
+    assert "&lt;b&gt;" in html and "table.sortable" in html
+    assert "http://" not in html and "https://" not in html  # self-contained
+
+
+def test_evaluation_report(tmp_path, comparison):
+    _, _, evaluations = comparison
+    ev = evaluations["worse"]
+    ev.missing = {"zeta": 3}
+    ev.notes = ["3 images with 1 labels the model doesn't know were left out: zeta"]
+    ds = Dataset.from_arrays(np.zeros((140, 20, 20, 1), np.uint8), np.arange(140) % len(CLASSES), CLASSES)
+    path = write_evaluation_report(tmp_path / "ev" / "report.html", ev, ds, run_dir=None)
+    checker = check_html(path)
+    assert "zeta" in " ".join(checker.text)
+
+
+def test_leaderboard_table_marks_significance(comparison):
+    _, rows, _ = comparison
+    from rich.console import Console
+
+    console = Console(width=250, record=True)
+    console.print(leaderboard_table(rows))
+    out = console.export_text()
+    assert "best" in out and "good" in out and "worse" in out
+    assert ("* worse" in out) == bool(rows[1]["significant_vs_best"])
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@pytest.mark.skipif(_chromium() is None, reason="Chromium not installed (Debian: apt-get install -y chromium)")
+def test_report_renders_in_headless_chromium(comparison, tmp_path):
+    path, _, _ = comparison
+    shot = tmp_path / "report.png"
+    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1280,2000",
+           path.resolve().as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert shot.is_file(), proc.stderr[-2000:]
+    with Image.open(shot) as im:
+        assert im.size == (1280, 2000)
+        pixels = np.asarray(im.convert("L"), dtype=np.float32)
+    # Rendered content, not a blank or error page: dark text on white and some variety.
+    assert pixels.std() > 20 and (pixels < 100).mean() > 0.005
