@@ -14,6 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mathsym_zoo import hookimpl
+from mathsym_zoo.components import Params
+
 BENCH_ZIP = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "crohme_bench.zip"
 INPUT_SHAPE = (45, 45, 1)
 DEFAULT_PREPROCESSING = [
@@ -44,13 +47,8 @@ def small_cnn(input_shape, num_classes: int, seed: int = 0):
 
 def wrap(arch, input_shape):
     """Raw 0-255 float input -> Rescaling(1/255) -> architecture, as training saves models."""
-    try:
-        from mathsym_zoo.data.pipeline import wrap_model
-    except ImportError:  # the data pipeline is not in this checkout: same model, built here
-        import keras
+    from mathsym_zoo.data.pipeline import wrap_model
 
-        inputs = keras.Input(input_shape, name="image")
-        return keras.Model(inputs, arch(keras.layers.Rescaling(1 / 255)(inputs)), name=arch.name)
     return wrap_model(arch, input_shape, ())
 
 
@@ -97,10 +95,39 @@ def bench_images(per_class: int, classes=BENCH_CLASSES, offset: int = 0):
     return np.stack(images), np.asarray(labels, np.int32), names, raw
 
 
-def trained_run(run_dir: Path, train_per_class: int = 60, epochs: int = 4):
-    """A small model trained a few seconds on real CROHME symbols; returns (run_dir, class_names)."""
+class SmallCnnParams(Params):
+    pass
+
+
+class SmallCnnPlugin:
+    """Registers ``small-cnn`` in-process, as a third-party architecture plugin would."""
+
+    @hookimpl
+    def register_architectures(self, register):
+        register("small-cnn", summary="test-only small CNN", params=SmallCnnParams,
+                 factory=lambda params, input_shape, num_classes: small_cnn(input_shape, num_classes))
+
+
+def trained_run(tmp: Path, train_per_class: int = 60, epochs: int = 4):
+    """``train_model`` on real CROHME symbols for a few seconds, with online augmentation in the
+    job; returns the run folder. Its run.json is exactly what training writes."""
+    from mathsym_zoo.data.dataset import Dataset
+    from mathsym_zoo.plugins import PluginSet
+    from mathsym_zoo.registry import resolve
+    from mathsym_zoo.train import train_model
+
     images, labels, names, _ = bench_images(train_per_class)
-    model = wrap(small_cnn(INPUT_SHAPE, len(names)), INPUT_SHAPE)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(images.astype("float32"), labels, epochs=epochs, batch_size=32, shuffle=True, verbose=0)
-    return write_run(run_dir, model, names), names
+    dataset = Dataset.from_arrays(images, labels, names, path=tmp / "dataset", key="crohme-bench-subset",
+                                  source={"describe": f"crohme_bench.zip, {len(names)} classes"},
+                                  preprocessing=DEFAULT_PREPROCESSING)
+    plugins = PluginSet()
+    plugins.register(SmallCnnPlugin(), name="small-cnn-plugin")
+    raw = {"data": {"source": "demo", "cache_dir": str(tmp / "cache")},
+           "preprocessing": [{"type": "grayscale"}, {"type": "resize_pad", "size": [45, 45]},
+                             {"type": "augment", "rotation": 0.02, "zoom": 0.05, "translation": 0.03, "seed": 0}],
+           "split": {"train": 0.8, "val": 0.1, "test": 0.1, "seed": 0},
+           "models": {"small-cnn": {"type": "small-cnn"}},
+           "train": {"epochs": epochs, "batch_size": 32, "early_stopping_patience": 0, "device": "cpu",
+                     "runs_dir": str(tmp / "runs")}}
+    job = resolve(tmp / "registry.toml", raw=raw, plugins=plugins)
+    return train_model(job, "small-cnn", progress=False, dataset=dataset).run_dir

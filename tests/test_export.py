@@ -1,0 +1,219 @@
+"""Exports round-trip: reloaded with plain TensorFlow (``tf.saved_model.load``,
+``tf.lite.Interpreter``) they match the Keras model.
+
+Tolerances on softmax probabilities (max absolute difference over the batch):
+
+=====================  ==============  ====================
+export                 max |Δp|        top-1 agreement
+=====================  ==============  ====================
+SavedModel             1e-5            100 %
+TFLite float32         1e-4            100 %
+TFLite float16         1e-2            >= 98 %
+TFLite dynamic (int8)  5e-2            >= 95 %, accuracy change >= -3 points
+=====================  ==============  ====================
+
+The real-data tests train a small model with ``train_model`` for a few seconds
+on CROHME symbols from ``../shared/data/crohme_bench.zip`` (skipped when absent)
+and compare on held-out images of that archive; they print size and agreement
+per format (``pytest -s``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import predict_helpers as H
+from mathsym_zoo.errors import ConfigError
+from mathsym_zoo.export import compare_outputs, export, synthetic_inputs
+from mathsym_zoo.predict import load_classifier
+
+TOLERANCE = {  # (format, quantize): (max |Δp|, min top-1 agreement)
+    ("saved_model", None): (1e-5, 1.0),
+    ("tflite", None): (1e-4, 1.0),
+    ("tflite", "float16"): (1e-2, 0.98),
+    ("tflite", "dynamic"): (5e-2, 0.95),
+}
+CLASSES = ("alpha", "beta", "gamma")
+
+
+def saved_model_probs(folder: Path, batch: np.ndarray) -> np.ndarray:
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(folder))
+    return loaded.signatures["serving_default"](image=tf.constant(batch))["output_0"].numpy()
+
+
+def tflite_probs(file: Path, batch: np.ndarray) -> np.ndarray:
+    import warnings
+
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_path=str(file))
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    assert inp["dtype"] == np.uint8 and list(inp["shape"][1:]) == list(batch.shape[1:])
+    interpreter.resize_tensor_input(inp["index"], list(batch.shape))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], batch)
+    interpreter.invoke()
+    return interpreter.get_tensor(out["index"])
+
+
+def reload_probs(result, batch: np.ndarray) -> np.ndarray:
+    if result.format == "saved_model":
+        return saved_model_probs(result.model_path, batch)
+    return tflite_probs(result.model_path, batch)
+
+
+def keras_probs(run_dir: Path, batch: np.ndarray) -> np.ndarray:
+    import keras
+
+    model = keras.saving.load_model(run_dir / "best.keras", safe_mode=True, compile=False)
+    return model(batch.astype("float32"), training=False).numpy()
+
+
+# -- fast: an untrained model, synthetic inputs ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return H.tiny_run(tmp_path_factory.mktemp("tiny") / "run", CLASSES)
+
+
+@pytest.mark.parametrize("fmt,quantize", [("saved_model", None), ("tflite", None)])
+def test_export_round_trip_with_labels_and_metadata(tiny, tmp_path, fmt, quantize):
+    out = tmp_path / "export"
+    batch = synthetic_inputs((45, 45, 1), n=16)
+    result = export(tiny, fmt, quantize, out, check=batch)
+    assert result.path == out and result.model_path.exists() and result.size_bytes > 0
+    assert (out / "labels.txt").read_text().splitlines() == list(CLASSES)
+    info = json.loads((out / "model_info.json").read_text())
+    assert info["format"] == fmt and info["class_names"] == list(CLASSES)
+    assert info["input"] == {"name": "image", "shape": [None, 45, 45, 1], "dtype": "uint8", "range": [0, 255],
+                             "description": info["input"]["description"]}
+    assert [p["type"] for p in info["preprocessing"]] == ["grayscale", "resize_pad"]
+    tol, agree = TOLERANCE[(fmt, quantize)]
+    np.testing.assert_allclose(reload_probs(result, batch), keras_probs(tiny, batch), atol=tol)
+    assert result.check["max_abs_diff"] <= tol and result.check["top1_agreement"] >= agree
+    # The export folder is a model too: same offline preprocessing, same answers.
+    exported = load_classifier(out)
+    assert exported.kind == fmt and exported.class_names == CLASSES
+    raw = np.full((30, 70, 3), 255, np.uint8)
+    raw[10:20, 5:60] = 0
+    mine, theirs = load_classifier(tiny).predict(raw, top_k=3)[0], exported.predict(raw, top_k=3)[0]
+    assert mine.labels == theirs.labels
+    np.testing.assert_allclose(mine.probabilities, theirs.probabilities, atol=tol)
+    assert not list(tmp_path.glob(".export.*"))  # no temporary folders left
+
+
+def test_bad_arguments_and_existing_output(tiny, tmp_path):
+    with pytest.raises(ConfigError, match="TFLite only"):
+        export(tiny, "saved_model", "dynamic", tmp_path / "a")
+    with pytest.raises(ConfigError, match="unknown export format"):
+        export(tiny, "onnx", None, tmp_path / "a")
+    with pytest.raises(ConfigError, match="unknown quantization"):
+        export(tiny, "tflite", "int4", tmp_path / "a")
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(ConfigError, match="already exists.*--force"):
+        export(tiny, "tflite", None, tmp_path / "taken")
+    result = export(tiny, "tflite", None, tmp_path / "taken", overwrite=True)
+    assert (tmp_path / "taken" / "model.tflite").is_file() and result.check is None
+    with pytest.raises(ConfigError, match="already an export"):
+        export(tmp_path / "taken", "tflite", None, tmp_path / "again")
+
+
+def test_failed_export_leaves_nothing_behind(tiny, tmp_path, monkeypatch):
+    import mathsym_zoo.export as E
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("converter crashed")
+
+    monkeypatch.setattr(E, "_write_tflite", boom)
+    with pytest.raises(RuntimeError, match="converter crashed"):
+        export(tiny, "tflite", None, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_export_prints_size_and_agreement(tiny, tmp_path, capsys):
+    from mathsym_zoo.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["export", str(tiny), "--format", "tflite", "--quantize", "float16", "--out", str(tmp_path / "e")])
+        raise SystemExit(0)
+    out = capsys.readouterr().out
+    assert (exc.value.code or 0) == 0
+    assert "size" in out and "x the .keras file" in out and "top-1 agreement" in out and "synthetic" in out
+    with pytest.raises(SystemExit) as exc:
+        main(["export", str(tiny), "--quantize", "float16", "--out", str(tmp_path / "f")])
+    assert exc.value.code == 1 and "TFLite only" in capsys.readouterr().err
+
+
+def test_compare_outputs_accuracy_change():
+    ref = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    other = np.array([[0.8, 0.2], [0.6, 0.4], [0.7, 0.3]])
+    c = compare_outputs(ref, other, labels=np.array([0, 1, 1]))
+    assert c["top1_agreement"] == pytest.approx(2 / 3) and c["max_abs_diff"] == pytest.approx(0.4)
+    assert c["accuracy_keras"] == pytest.approx(2 / 3) and c["accuracy_change"] == pytest.approx(-1 / 3)
+
+
+# -- slow: a model trained on real CROHME symbols, held-out real images ---------------------------
+
+
+needs_bench = pytest.mark.skipif(not H.BENCH_ZIP.is_file(), reason=f"{H.BENCH_ZIP} not present")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run_dir = H.trained_run(tmp_path_factory.mktemp("trained"), train_per_class=60, epochs=5)
+    images, labels, names, raw = H.bench_images(50, offset=7)  # other files than the training ones
+    return run_dir, images, labels, raw
+
+
+@pytest.fixture(scope="module")
+def keras_reference(trained):
+    run_dir, images, _, _ = trained
+    return keras_probs(run_dir, images), (run_dir / "best.keras").stat().st_size
+
+
+@needs_bench
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt,quantize", list(TOLERANCE))
+def test_real_images_agree_with_keras(trained, keras_reference, tmp_path, fmt, quantize):
+    run_dir, images, labels, _ = trained
+    reference, keras_size = keras_reference
+    result = export(run_dir, fmt, quantize, tmp_path / "export", check=images, check_labels=labels)
+    probs = reload_probs(result, images)
+    c = compare_outputs(reference, probs, labels)
+    tol, agree = TOLERANCE[(fmt, quantize)]
+    print(f"\n[export] {fmt:11s} {str(quantize):8s} size {result.size_bytes:>9,d} B "
+          f"({result.size_bytes / keras_size:.2f}x .keras {keras_size:,d} B)  max|dp| {c['max_abs_diff']:.2e}  "
+          f"top-1 agreement {c['top1_agreement']:.2%}  accuracy {c['accuracy_keras']:.2%} -> "
+          f"{c['accuracy_export']:.2%} ({c['accuracy_change'] * 100:+.2f} pt) on {c['images']} held-out images")
+    assert c["max_abs_diff"] <= tol and c["top1_agreement"] >= agree
+    assert c["accuracy_change"] >= -0.03
+    assert result.check["top1_agreement"] == pytest.approx(c["top1_agreement"])
+    assert c["accuracy_keras"] > 0.5  # the model did learn something, so agreement means something
+
+
+@needs_bench
+@pytest.mark.slow
+def test_trained_run_predicts_real_files_like_the_export(trained, keras_reference, tmp_path):
+    run_dir, images, labels, raw = trained
+    folder = tmp_path / "files"
+    for i, (name, data) in enumerate(raw[::5]):
+        sub = folder / name.split("/")[-2].replace("+", "plus")
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"{i}_{Path(name).name}").write_bytes(data)
+    clf = load_classifier(run_dir)
+    preds = clf.predict(folder, top_k=3)
+    assert len(preds) == len(raw[::5]) and all(p.ok for p in preds)
+    result = export(run_dir, "tflite", None, tmp_path / "tfl")
+    exported = load_classifier(result.path).predict(folder, top_k=3)
+    assert [p.labels[0] for p in preds] == [p.labels[0] for p in exported]
+    accuracy = np.mean([p.label == Path(p.source).parent.name.replace("plus", "+") for p in preds])
+    assert accuracy > 0.5
