@@ -204,6 +204,7 @@ class RunResult:
     metrics: dict[str, Any]
     history: list[dict[str, Any]]
     split_hash: str
+    model: Any = dataclasses.field(default=None, repr=False)  # the trained keras.Model, best weights
 
     @property
     def best_path(self) -> Path:
@@ -695,7 +696,7 @@ def train_model(job: Job, model_name: str, *, run_dir: str | Path | None = None,
                           highlight=False)
         return RunResult(run_dir=run_dir, status=status, epochs=int(state["epochs_done"]),
                          best_epoch=state.get("best_epoch"), metrics=metrics, history=list(hist),
-                         split_hash=split.hash)
+                         split_hash=split.hash, model=model)
     except BaseException:
         if chief and run_json_path.exists():
             try:

@@ -1,0 +1,288 @@
+"""Training jobs: run folders, resume (in-process and after SIGKILL), device plans, multi-worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mathsym_zoo.data.dataset import Dataset
+from mathsym_zoo.errors import ConfigError
+from mathsym_zoo.registry import TrainConfig, resolve
+from mathsym_zoo.train import DeviceInfo, plan_devices, read_history
+
+TESTS = Path(__file__).resolve().parent
+PLUGIN = TESTS / "tiny_arch_plugin.py"
+
+
+def tiny_dataset(path, n=160, size=12, classes=4, seed=0) -> Dataset:
+    """Learnable generated images: brightness encodes the class."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    images = (rng.random((n, size, size)) * 40 + labels[:, None, None] * 50).astype(np.uint8)
+    return Dataset.from_arrays(images, labels, [f"s{c}" for c in range(classes)], path=path, key=f"tiny-{n}-{size}",
+                               source={"name": "tiny"}, preprocessing=[{"type": "grayscale"}])
+
+
+def write_registry(root: Path, **train) -> Path:
+    settings = {"epochs": 3, "batch_size": 16, "runs_dir": str(root / "runs"), **train}
+    lines = [f'plugin_paths = ["{PLUGIN}"]', "[data]", 'source = "demo"', f'cache_dir = "{root / "cache"}"',
+             "[train]"] + [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "registry.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def make_job(root: Path, *overrides: str, **train):
+    return resolve(write_registry(root, **train), overrides=overrides)
+
+
+# -- device plans (detection mocked) -------------------------------------------
+
+
+@pytest.mark.parametrize("gpus, settings, expected", [
+    (0, {}, ("default", ("/cpu:0",), False, False)),
+    (1, {}, ("default", ("/gpu:0",), True, True)),
+    (2, {}, ("mirrored", ("/gpu:0", "/gpu:1"), True, True)),
+    (2, {"device": "cpu"}, ("one-device", ("/cpu:0",), False, False)),
+    (2, {"strategy": "one-device"}, ("one-device", ("/gpu:0",), True, True)),
+    (1, {"mixed_precision": "off", "xla": "off"}, ("default", ("/gpu:0",), False, False)),
+    (0, {"mixed_precision": "on", "xla": "on"}, ("default", ("/cpu:0",), True, True)),
+    (0, {"strategy": "mirrored"}, ("mirrored", ("/cpu:0",), False, False)),
+])
+def test_plan_devices(gpus, settings, expected):
+    info = DeviceInfo(gpus=tuple(f"/physical_device:GPU:{i}" for i in range(gpus)), cpus=16)
+    plan = plan_devices(TrainConfig(**settings), info)
+    assert (plan.strategy, plan.devices, plan.mixed_precision, plan.jit_compile) == expected
+
+
+def test_plan_devices_errors():
+    with pytest.raises(ConfigError, match="no GPU"):
+        plan_devices(TrainConfig(device="gpu"), DeviceInfo())
+    with pytest.raises(ConfigError, match="TF_CONFIG"):
+        plan_devices(TrainConfig(strategy="multi-worker"), DeviceInfo())
+    tf_config = json.dumps({"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 0}})
+    assert plan_devices(TrainConfig(strategy="multi-worker"), DeviceInfo(), tf_config).strategy == "multi-worker"
+
+
+def test_gpu_plan_trains_with_mixed_precision_and_xla(tmp_path, monkeypatch):
+    """The GPU path (float16 compute, float32 output, jit_compile) end to end, on the CPU."""
+    import keras
+
+    import mathsym_zoo.train as train
+
+    monkeypatch.setattr(train, "detect_devices", lambda: DeviceInfo(gpus=("/physical_device:GPU:0",), cpus=2))
+    job = make_job(tmp_path, epochs=1)
+    result = train.train_model(job, "tiny-test", dataset=tiny_dataset(tmp_path / "data"), progress=False)
+    info = json.loads((result.run_dir / "run.json").read_text())
+    assert info["devices"]["mixed_precision"] and info["devices"]["jit_compile"] and info["devices"]["use_gpu"]
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
+    model = keras.saving.load_model(result.run_dir / "best.keras", safe_mode=True)
+    assert model.layers[-1].name == "output_float32"
+    assert keras.backend.standardize_dtype(model.layers[-1].dtype_policy.compute_dtype) == "float32"
+
+
+# -- run folder and resume -----------------------------------------------------
+
+
+def test_run_folder_is_complete(tmp_path):
+    import keras
+
+    from mathsym_zoo.train import train_model
+
+    ds = tiny_dataset(tmp_path / "data")
+    job = make_job(tmp_path, epochs=2, lr_schedule="cosine", class_weights=True, label_smoothing=0.1)
+    result = train_model(job, "tiny-test", dataset=ds, progress=False)
+    run = result.run_dir
+    assert run.parent == tmp_path / "runs" and run.name.startswith("tiny-test-")
+    for name in ("run.json", "history.csv", "best.keras", "last.keras", "metrics.json", "tb", "state/state.json"):
+        assert (run / name).exists(), name
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "completed"
+    assert info["model"]["type"] == "tiny-test" and info["job"]["train"]["epochs"] == 2
+    assert info["split"]["hash"] == result.split_hash and Path(info["split"]["path"]).is_file()
+    assert info["class_names"] == list(ds.class_names) and info["input_shape"] == [12, 12, 1]
+    assert info["source"] == {"name": "tiny"} and info["preprocessing"] == [{"type": "grayscale"}]
+    assert "keras" in info["versions"] and "git_revision" in info
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("val", "test"):
+        assert set(metrics[key]) >= {"loss", "accuracy"}
+    assert metrics["epochs"] == 2 and metrics["train_seconds"] > 0 and metrics["train_images_per_second"] > 0
+    assert [r["epoch"] for r in read_history(run)] == [1, 2]
+    assert list((run / "tb").glob("*/events.out.tfevents.*"))
+    # Saved models take raw 0-255 images.
+    model = keras.saving.load_model(run / "best.keras", safe_mode=True)
+    probs = model.predict(ds.images[:3].astype("float32"), verbose=0)
+    assert probs.shape == (3, 4) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_resume_continues_like_an_uninterrupted_run(tmp_path):
+    from mathsym_zoo.train import resume_run, train_model
+
+    ds = tiny_dataset(tmp_path / "data")
+    full = train_model(make_job(tmp_path / "a", epochs=4, early_stopping_patience=0), "tiny-test", dataset=ds,
+                       progress=False)
+    first = train_model(make_job(tmp_path / "b", epochs=2, early_stopping_patience=0), "tiny-test", dataset=ds,
+                        progress=False)
+    resumed = resume_run(first.run_dir, job=make_job(tmp_path / "b", epochs=4, early_stopping_patience=0),
+                         dataset=ds, progress=False)
+    assert resumed.run_dir == first.run_dir
+    assert [r["epoch"] for r in read_history(first.run_dir)] == [1, 2, 3, 4]
+    assert json.loads((first.run_dir / "run.json").read_text())["resumed"] == 1
+    # Same split, weights, optimizer state and shuffle order: the same losses.
+    a = [r["loss"] for r in full.history]
+    b = [r["loss"] for r in resumed.history]
+    assert np.allclose(a, b, rtol=1e-4), (a, b)
+    for wa, wb in zip(full.model.get_weights(), resumed.model.get_weights()):
+        assert np.allclose(wa, wb, rtol=1e-4, atol=1e-6)
+
+
+def test_early_stopping_restores_best_weights(tmp_path):
+    from mathsym_zoo.train import train_model
+
+    ds = tiny_dataset(tmp_path / "data")
+    # A huge learning rate makes validation loss worse after the first epochs.
+    job = make_job(tmp_path, epochs=8, early_stopping_patience=1, learning_rate=5.0, optimizer="sgd")
+    result = train_model(job, "tiny-test", dataset=ds, progress=False)
+    if result.status == "early-stopped":
+        assert result.epochs < 8
+        best = min(r["val_loss"] for r in result.history)
+        assert result.history[result.best_epoch - 1]["val_loss"] == best
+        assert abs(result.metrics["val"]["loss"] - best) < 1e-3 * max(1.0, abs(best))
+
+
+def test_errors_name_the_fix(tmp_path):
+    from mathsym_zoo.train import train_model
+
+    ds = tiny_dataset(tmp_path / "data")
+    with pytest.raises(ConfigError, match="not a run folder"):
+        train_model(make_job(tmp_path), "tiny-test", run_dir=tmp_path / "nowhere", resume=True, dataset=ds)
+    with pytest.raises(ConfigError, match="unknown architecture"):
+        train_model(make_job(tmp_path), "tiny-tset", dataset=ds)
+
+
+# -- subprocesses: SIGKILL and resume, two workers -------------------------------
+
+SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    sys.path.insert(0, {tests!r})
+    from pathlib import Path
+    from test_train import tiny_dataset
+    from mathsym_zoo.registry import resolve
+    from mathsym_zoo.train import train_model
+
+    registry, run_dir, out, n, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+    job = resolve(registry)
+    result = train_model(job, "tiny-test", run_dir=run_dir, dataset=tiny_dataset(Path(registry).parent / "data", n=n, size=size),
+                         progress=False)
+    if out != "-":
+        import numpy as np
+        np.savez(out, *result.model.get_weights())
+""")
+
+
+def _script(tmp_path: Path) -> Path:
+    path = tmp_path / "train_script.py"
+    path.write_text(SCRIPT.format(tests=str(TESTS)))
+    return path
+
+
+def _env(**extra):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **extra)
+    env.pop("TF_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume(tmp_path):
+    from mathsym_zoo.train import resume_run
+
+    n, size, epochs = 1200, 16, 5
+    registry = write_registry(tmp_path, epochs=epochs, batch_size=8, early_stopping_patience=0)
+    run_dir = tmp_path / "runs" / "killed"
+    proc = subprocess.Popen([sys.executable, str(_script(tmp_path)), str(registry), str(run_dir), "-", str(n), str(size)],
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    state_path = run_dir / "state" / "state.json"
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            if state_path.is_file() and json.loads(state_path.read_text())["epochs_done"] >= 2:
+                break
+            assert proc.poll() is None, proc.stdout.read().decode()
+            time.sleep(0.02)
+        else:
+            pytest.fail("training did not complete two epochs in time")
+        time.sleep(0.3)  # into the third epoch
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = json.loads(state_path.read_text())["epochs_done"]
+    assert 2 <= done < epochs
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"  # killed, not finished
+    before = [r["epoch"] for r in read_history(run_dir)]
+    assert before == list(range(1, done + 1))
+
+    job = resolve(registry)
+    result = resume_run(run_dir, job=job, dataset=tiny_dataset(tmp_path / "data", n=n, size=size), progress=False)
+    assert [r["epoch"] for r in read_history(run_dir)] == list(range(1, epochs + 1))
+    assert result.status == "completed" and result.epochs == epochs
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "completed" and info["resumed"] == 1
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == epochs
+    assert len(list((run_dir / "state").glob("epoch-*.keras"))) == 1
+
+
+def _free_ports(k: int) -> list[int]:
+    socks = []
+    for _ in range(k):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_worker_multiworker_mirrored_strategy(tmp_path):
+    registry = write_registry(tmp_path, epochs=1, batch_size=16, strategy="multi-worker")
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    script = _script(tmp_path)
+    procs = []
+    for i in range(2):
+        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})
+        procs.append(subprocess.Popen(
+            [sys.executable, str(script), str(registry), str(tmp_path / f"run-{i}"), str(tmp_path / f"w{i}.npz"),
+             "128", "12"], env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    outputs = []
+    try:
+        for p in procs:
+            out, _ = p.communicate(timeout=240)
+            outputs.append(out.decode(errors="replace"))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-3000:]
+    w0, w1 = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
+    assert len(w0.files) == len(w1.files) > 0
+    for key in w0.files:
+        assert np.array_equal(w0[key], w1[key]), key
+    # Only the chief (worker 0) writes the run folder.
+    assert (tmp_path / "run-0" / "metrics.json").is_file()
+    assert not (tmp_path / "run-1" / "metrics.json").exists()
