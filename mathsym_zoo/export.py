@@ -138,7 +138,8 @@ def _model_info(clf: Classifier, fmt: str, quantize: str | None, source_model: P
         "class_names": list(clf.class_names),
         "preprocessing": clf.preprocessing,
         "source_model": str(source_model),
-        "run": {k: run[k] for k in ("model", "run_id", "status", "split_hash", "source") if k in run},
+        "run": {k: run[k] for k in ("model", "source", "dataset_key", "split", "status", "git_revision", "created")
+                if k in run},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": {"mathsym_zoo": __version__, "tensorflow": tf.__version__},
     }

@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -23,21 +21,14 @@ ModelArg = Annotated[str, typer.Argument(metavar="MODEL_OR_RUN",
                                          help="Run folder, .keras file (with run.json beside it) or export folder.")]
 
 
-def _write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and rename; ``-`` is stdout."""
+def _write_output(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically; ``-`` is stdout."""
     if path == "-":
         typer.echo(text, nl=False)
         return
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from ..evaluate import atomic_write_text
+
+    atomic_write_text(Path(path), text)
 
 
 def predictions_json(preds, model: str, top_k: int) -> str:
@@ -142,9 +133,9 @@ def predict(
             console.print(_summary_table(ok))
     k = min(top_k, clf.num_classes)
     if json_out:
-        _write_atomic(json_out, predictions_json(preds, model, k))
+        _write_output(json_out, predictions_json(preds, model, k))
     if csv_out:
-        _write_atomic(csv_out, predictions_csv(preds, k))
+        _write_output(csv_out, predictions_csv(preds, k))
     for p in failed:
         err_console.print(f"[bold red]error:[/] {escape(p.source)}: {escape(p.error)}", highlight=False, soft_wrap=True)
     if not to_stdout:
