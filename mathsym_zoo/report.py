@@ -61,7 +61,7 @@ def fmt(value, kind: str) -> str:
         v = float(value)
         for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
             if v >= div:
-                return f"{v / div:.2f}{unit}"
+                return f"{v / div:.3g}{unit}"
         return str(int(v))
     if kind == "dur":
         s = float(value)
@@ -92,22 +92,46 @@ def _cell(row: dict[str, Any], key: str, kind: str) -> str:
     return fmt(row.get(key), kind)
 
 
-def leaderboard_table(rows: Sequence[dict[str, Any]], title: str = "leaderboard"):
-    """A rich Table of leaderboard rows (columns with no value in any row are left out)."""
+#: Columns of the two-table (narrow terminal) layout: scores, then cost.
+_SCORE_KEYS = ("rank", "model", "top1", "top1_ci95", "vs_best", "top5", "macro_f1", "balanced_accuracy")
+_COST_KEYS = ("model", "params", "macs", "train_time_s", "train_images_per_s", "latency_ms_p50",
+              "latency_ms_p95", "batch_images_per_s")
+_SHORT = {"top1_ci95": "95% CI", "vs_best": "vs best", "latency_ms_p50": "p50 ms", "latency_ms_p95": "p95 ms",
+          "balanced_accuracy": "bal.acc", "train_time_s": "train", "train_images_per_s": "train/s",
+          "batch_images_per_s": "batch/s"}
+
+
+def _table(rows, keys, title, caption, short=False):
+    from rich import box
     from rich.table import Table
 
-    cols = [c for c in COLUMNS if c[0] in ("top1_ci95", "vs_best", "rank", "model")
-            or any(not _missing(r.get(c[0])) for r in rows)]
-    caption = "Scores in %." if len(rows) < 2 else \
-        f"Scores in %. vs best: McNemar's test on the same test images; * = significant at {ALPHA:g}."
-    table = Table(title=title, caption=caption)
+    cols = [c for c in COLUMNS if c[0] in keys and (c[0] in ("top1_ci95", "vs_best", "rank", "model")
+                                                    or any(not _missing(r.get(c[0])) for r in rows))]
+    table = Table(title=title, caption=caption, caption_justify="left", box=box.SIMPLE_HEAVY if short else box.HEAVY_HEAD, pad_edge=not short)
     for key, header, kind in cols:
-        table.add_column(header, justify="left" if kind == "str" else "right", no_wrap=key != "model")
+        table.add_column(_SHORT.get(key, header) if short else header,
+                         justify="left" if kind == "str" else "right", no_wrap=True)
     for r in rows:
         cells = [_cell(r, k, kind) for k, _, kind in cols]
-        style = "bold green" if r.get("is_best") else None
-        table.add_row(*cells, style=style)
+        if short:  # the header says "ms"
+            cells = [c[:-3] if c.endswith(" ms") else c for c in cells]
+        table.add_row(*cells, style="bold green" if r.get("is_best") else None)
     return table
+
+
+def leaderboard_table(rows: Sequence[dict[str, Any]], title: str = "leaderboard", *, width: int | None = None):
+    """The leaderboard as a rich renderable: one table when ``width`` allows
+    (>= 170 columns), else a scores table and a cost table (for 80 columns).
+    Columns with no value in any row are left out."""
+    from rich.console import Group
+
+    sig = "" if len(rows) < 2 else f" vs best: McNemar's paired test on the same test images, * = significant at {ALPHA:g}."
+    if width is not None and width >= 170:
+        return _table(rows, {c[0] for c in COLUMNS}, title, "Scores in %." + sig)
+    return Group(_table(rows, _SCORE_KEYS, title, "Scores in %." + sig, short=True),
+                 _table(rows, _COST_KEYS, None, "train: time, train/s: images/s while training; p50/p95: one image "
+                                                "through a compiled call; batch/s: batched inference images/s.",
+                        short=True))
 
 
 # -- figures -------------------------------------------------------------------
@@ -219,14 +243,17 @@ def confusion_png(cm: np.ndarray, class_names: Sequence[str], title: str = "") -
     side = float(min(14, max(5, 0.14 * k + 2.5)))
     fig = _figure(side + 1.2, side)
     ax = fig.add_subplot()
-    im = ax.imshow(norm, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    from matplotlib.colors import PowerNorm
+
+    # A square-root scale, so a 2% confusion is visible next to a 98% diagonal.
+    im = ax.imshow(norm, cmap="viridis", norm=PowerNorm(0.5, vmin=0, vmax=1), interpolation="nearest")
     size = 8 if k <= 30 else (6 if k <= 60 else 5)
     ax.set_xticks(range(k), names, rotation=90, fontsize=size)
     ax.set_yticks(range(k), names, fontsize=size)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title or "confusion (row-normalised: recall on the diagonal)")
-    fig.colorbar(im, ax=ax, shrink=0.7, label="fraction of the true class")
+    fig.colorbar(im, ax=ax, shrink=0.7, label="fraction of the true class (square-root scale)")
     return _png_uri(fig)
 
 

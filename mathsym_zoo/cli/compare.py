@@ -84,7 +84,7 @@ def compare(
                          console=console)
     n = result.rows[0]["n_test"] if result.rows else 0
     console.print(leaderboard_table(result.rows, title=f"{job.source.name}: {len(result.rows)} models on the same "
-                                                       f"{n} test images"))
+                                                       f"{n} test images", width=console.width))
     if result.skipped:
         console.print(f"finished earlier, not trained again: {', '.join(result.skipped)}", highlight=False)
     wall = time.perf_counter() - started
@@ -136,7 +136,7 @@ def evaluate(
     row = {"rank": 1, "model": evaluation.model_name, "is_best": True, **evaluation.model_stats,
            **evaluation.summary()}
     console.print(leaderboard_table([row], title=f"{evaluation.model_name} on {job.source.name} ({side}, "
-                                                 f"{evaluation.metrics['n']} images)"))
+                                                 f"{evaluation.metrics['n']} images)", width=console.width))
     for note in evaluation.notes:
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     console.print(f"report   {folder / 'report.html'}\nresults  {folder / 'evaluation.json'}", highlight=False,
