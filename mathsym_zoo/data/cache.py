@@ -1,0 +1,527 @@
+"""Ingest a source once into a checked, memory-mappable cache of decoded images.
+
+``load_dataset(job)`` returns the cached :class:`Dataset` for the job's source
+and offline preprocessing, building it first when needed:
+
+* records stream from the source in chunks; worker processes decode them,
+  apply the offline preprocessors and hash the pixels (sha1), and the parent
+  appends the pixels straight to ``images.npy``: memory stays bounded by a few
+  chunks in flight, whatever the dataset size;
+* arrays are plain ``.npy`` files (``allow_pickle=False`` everywhere) plus a
+  JSON manifest with the report, the cache key and a sha1 per file;
+* everything is written into a temporary folder that is renamed into place
+  only when complete, so an interrupted ingest leaves nothing that is trusted;
+  a cache whose files no longer match their checksums is rebuilt with a warning.
+
+The cache folder is ``<cache_dir>/<source entry>-<key[:12]>/``; the key covers
+the source entry, its ``fingerprint()`` (archive checksum, Kaggle version...)
+and the offline preprocessing steps, so changing any of them builds a new cache.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hashlib
+import io
+import json
+import os
+import secrets
+import shutil
+import struct
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from ..errors import DataError
+from ..registry import fingerprint
+from .dataset import Dataset
+
+CACHE_FORMAT = 1
+MANIFEST = "manifest.json"
+ARRAY_FILES = ("images.npy", "labels.npy", "paths.npy", "groups.npy", "hashes.npy")
+CHUNK = 256  # records per task: big enough to hide IPC costs, small enough for a smooth bar
+HEADER_BYTES = 128  # reserved .npy header, filled in once the image count is known
+MAX_LISTED_SKIPS = 10_000
+
+SKIP_CORRUPT = "corrupt or truncated image"
+SKIP_TOO_LARGE = "image too large (decompression-bomb guard)"
+SKIP_SHAPE = "size differs from the other images after preprocessing (add a resize_pad step)"
+SKIP_NO_DATA = "no image data"
+
+
+class CacheInvalid(Exception):
+    """A cache folder that must not be trusted (reason in the message)."""
+
+
+# -- worker side ---------------------------------------------------------------
+
+_STEPS: list = []
+
+
+def _init_worker(steps: list) -> None:
+    import signal
+
+    global _STEPS
+    _STEPS = steps
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
+
+
+def _to_pil(array: np.ndarray):
+    from PIL import Image
+
+    array = np.asarray(array)
+    if array.dtype != np.uint8:
+        raise ValueError(f"decoded images must be uint8, got {array.dtype}")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    return Image.fromarray(array)
+
+
+def _to_array(image) -> np.ndarray:
+    """uint8 HxWxC from a PIL image; transparency becomes white paper."""
+    from PIL import Image
+
+    mode = image.mode
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+        image = image.convert("L" if mode in ("LA", "La") else "RGB")
+    elif mode not in ("L", "RGB"):
+        image = image.convert("L" if mode in ("1", "I", "I;16", "I;16B", "I;16L", "F") else "RGB")
+    array = np.asarray(image, dtype=np.uint8)
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def decode_items(items: list[tuple[bytes | None, np.ndarray | None]], steps: list | None = None) -> list[tuple]:
+    """Decode, preprocess and hash one chunk.
+
+    Each result is ``(pixels, shape, sha1, "WxH", mode)`` or ``(None, reason)``.
+    """
+    from PIL import Image
+
+    steps = _STEPS if steps is None else steps
+    out: list[tuple] = []
+    for data, image in items:
+        try:
+            if image is not None:
+                im = _to_pil(image)
+            else:
+                im = Image.open(io.BytesIO(data))
+                im.load()
+        except Image.DecompressionBombError:
+            out.append((None, SKIP_TOO_LARGE))
+            continue
+        except Exception:  # PIL raises many types for bad data (OSError, SyntaxError, ValueError...)
+            out.append((None, SKIP_CORRUPT))
+            continue
+        size, mode = f"{im.width}x{im.height}", im.mode
+        try:
+            for step in steps:
+                im = step.apply(im)
+            array = _to_array(im)
+        except Exception as exc:
+            out.append((None, f"preprocessing failed ({type(exc).__name__}: {exc})"))
+            continue
+        pixels = array.tobytes()
+        out.append((pixels, array.shape, hashlib.sha1(pixels).hexdigest(), size, mode))
+    return out
+
+
+# -- parent side -----------------------------------------------------------------
+
+
+def _npy_header(shape: tuple[int, ...], dtype: str = "|u1") -> bytes:
+    text = "{'descr': %r, 'fortran_order': False, 'shape': %r, }" % (dtype, tuple(int(d) for d in shape))
+    body = HEADER_BYTES - 10
+    if len(text) + 1 > body:
+        raise DataError(f"image array shape {shape} does not fit the cache header")
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", body) + (text.ljust(body - 1) + "\n").encode("latin1")
+
+
+class _ImageStream:
+    """Appends images to an .npy file whose header is written last."""
+
+    def __init__(self, path: Path) -> None:
+        self.fh = open(path, "wb", buffering=1 << 20)
+        self.fh.write(b"\0" * HEADER_BYTES)
+        self.count = 0
+
+    def write(self, pixels: bytes) -> None:
+        self.fh.write(pixels)
+        self.count += 1
+
+    def finish(self, shape: tuple[int, ...]) -> None:
+        self.fh.flush()
+        self.fh.seek(0)
+        self.fh.write(_npy_header((self.count, *shape)))
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def _chunks(records: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _sha1_file(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha1").hexdigest()
+
+
+def _worker_count(requested: int, hint: int | None) -> int:
+    cores = os.cpu_count() or 1
+    n = cores if requested <= 0 else min(requested, cores * 4)
+    if hint is not None and hint < 2 * CHUNK:
+        return 1  # not worth starting processes
+    return max(1, n)
+
+
+def _progress(console, enabled: bool):
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task):
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:,.0f} img/s" if speed else "- img/s", style="progress.data.speed")
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+                    disable=not enabled, transient=False)
+
+
+class _Ingest:
+    """Collects worker results in record order and writes the arrays."""
+
+    def __init__(self, folder: Path) -> None:
+        self.images = _ImageStream(folder / "images.npy")
+        self.labels: list[str] = []
+        self.paths: list[str] = []
+        self.groups: list[str] = []
+        self.hashes: list[str] = []
+        self.skipped: list[tuple[str, str]] = []
+        self.sizes: collections.Counter = collections.Counter()
+        self.modes: collections.Counter = collections.Counter()
+        self.shape: tuple[int, ...] | None = None
+        self.members = 0
+
+    def split(self, chunk: list) -> tuple[list, list]:
+        """Pass skipped records straight to the report; the rest go to decoding."""
+        meta, items = [], []
+        for r in chunk:
+            self.members += 1
+            if r.skip:
+                self.skipped.append((r.path, r.skip))
+            elif not r.label:
+                self.skipped.append((r.path, "no label"))
+            elif r.data is None and r.image is None:
+                self.skipped.append((r.path, SKIP_NO_DATA))
+            else:
+                meta.append((r.path, str(r.label), r.group or ""))
+                items.append((r.data, r.image))
+        return meta, items
+
+    def add(self, meta: list, results: list) -> None:
+        for (path, label, group), res in zip(meta, results):
+            if res[0] is None:
+                self.skipped.append((path, res[1]))
+                continue
+            pixels, shape, digest, size, mode = res
+            if self.shape is None:
+                self.shape = tuple(shape)
+            elif tuple(shape) != self.shape:
+                self.skipped.append((path, SKIP_SHAPE))
+                continue
+            self.images.write(pixels)
+            self.labels.append(label)
+            self.paths.append(path)
+            self.groups.append(group)
+            self.hashes.append(digest)
+            self.sizes[size] += 1
+            self.modes[mode] += 1
+
+
+def _run(source, steps: list, workers: int, ingest: _Ingest, progress) -> int:
+    """Feed the source through the workers; returns the worker count used."""
+    hint = None
+    with contextlib.suppress(Exception):
+        hint = source.size_hint() if hasattr(source, "size_hint") else None
+    n = _worker_count(workers, hint)
+    task = progress.add_task("ingest", total=hint)
+    chunks = _chunks(source.records(), CHUNK)
+    if n == 1:
+        for chunk in chunks:
+            meta, items = ingest.split(chunk)
+            ingest.add(meta, decode_items(items, steps))
+            progress.advance(task, len(chunk))
+        return 1
+    import multiprocessing as mp
+
+    # fork: workers inherit the plugins (also local plugin files) without re-importing anything.
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    pool = ctx.Pool(n, initializer=_init_worker, initargs=(steps,))
+    window: collections.deque = collections.deque()
+    try:
+        for chunk in chunks:
+            meta, items = ingest.split(chunk)
+            window.append((meta, len(chunk), pool.apply_async(decode_items, (items,))))
+            while len(window) >= 3 * n:  # bounded memory: a few chunks in flight
+                meta, count, pending = window.popleft()
+                ingest.add(meta, pending.get())
+                progress.advance(task, count)
+        while window:
+            meta, count, pending = window.popleft()
+            ingest.add(meta, pending.get())
+            progress.advance(task, count)
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+    if hint is None:
+        progress.update(task, total=ingest.members)
+    return n
+
+
+def _report(ingest: _Ingest, class_names: list[str], labels: np.ndarray, seconds: float, workers: int) -> dict:
+    reasons = collections.Counter(reason for _, reason in ingest.skipped)
+    counts = collections.Counter(ingest.hashes)
+    dup = {h: c for h, c in counts.items() if c > 1}
+    labels_of: dict[str, set[str]] = collections.defaultdict(set)
+    where: dict[str, list[str]] = collections.defaultdict(list)
+    for h, label, path in zip(ingest.hashes, ingest.labels, ingest.paths):
+        if h in dup:
+            labels_of[h].add(label)
+            if len(where[h]) < 3:
+                where[h].append(path)
+    conflicts = {h: sorted(ls) for h, ls in labels_of.items() if len(ls) > 1}
+    per_class = np.bincount(labels, minlength=len(class_names)) if len(labels) else np.zeros(0, int)
+    n = len(ingest.labels)
+    return {
+        "members": ingest.members,
+        "images": n,
+        "classes": len(class_names),
+        "per_class": {name: int(c) for name, c in zip(class_names, per_class)},
+        "shape": list(ingest.shape or ()),
+        "sizes": dict(ingest.sizes.most_common()),
+        "modes": dict(ingest.modes.most_common()),
+        "skipped": dict(reasons.most_common()),
+        "skipped_items": [{"path": p, "reason": r} for p, r in ingest.skipped[:MAX_LISTED_SKIPS]],
+        "skipped_items_truncated": max(0, len(ingest.skipped) - MAX_LISTED_SKIPS),
+        "duplicates": {"sets": len(dup), "images": int(sum(dup.values())),
+                       "extra_copies": int(sum(dup.values()) - len(dup))},
+        "conflicts": {"sets": len(conflicts), "images": int(sum(counts[h] for h in conflicts)),
+                      "examples": [{"hash": h, "labels": ls, "paths": where[h]}
+                                   for h, ls in sorted(conflicts.items())[:20]]},
+        "seconds": round(seconds, 3),
+        "rate": round(n / seconds, 1) if seconds > 0 else None,
+        "workers": workers,
+    }
+
+
+def _write_cache(folder: Path, source, steps: list, workers: int, progress, meta: dict) -> None:
+    ingest = _Ingest(folder)
+    start = time.perf_counter()
+    try:
+        used = _run(source, steps, workers, ingest, progress)
+    except BaseException:
+        ingest.images.close()
+        raise
+    if not ingest.labels:
+        ingest.images.close()
+        reasons = collections.Counter(r for _, r in ingest.skipped)
+        detail = ", ".join(f"{c} {r}" for r, c in reasons.most_common()) or "the source yielded no members"
+        raise DataError(f"no usable images in source {meta['name']!r} ({meta['source'].get('path') or meta['source']}): "
+                        f"{detail}. Check the source's path and label_pattern")
+    ingest.images.finish(ingest.shape)
+    seconds = time.perf_counter() - start
+    class_names = sorted(set(ingest.labels))
+    index = {name: i for i, name in enumerate(class_names)}
+    labels = np.fromiter((index[x] for x in ingest.labels), dtype=np.int32, count=len(ingest.labels))
+    np.save(folder / "labels.npy", labels, allow_pickle=False)
+    np.save(folder / "paths.npy", np.array(ingest.paths, dtype=str), allow_pickle=False)
+    np.save(folder / "groups.npy", np.array(ingest.groups, dtype=str), allow_pickle=False)
+    np.save(folder / "hashes.npy", np.array(ingest.hashes, dtype=str), allow_pickle=False)
+    files = {name: {"size": (folder / name).stat().st_size, "sha1": _sha1_file(folder / name)} for name in ARRAY_FILES}
+    manifest = {**meta, "class_names": class_names, "count": len(labels), "files": files,
+                "report": _report(ingest, class_names, labels, seconds, used),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    path = folder / MANIFEST
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(manifest, fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def open_cache(folder: str | Path, *, key: str | None = None, verify: bool = True) -> Dataset:
+    """The Dataset stored in ``folder``; raises :class:`CacheInvalid` when the
+    manifest is missing or unreadable, the key differs, or a file does not
+    match its recorded size and sha1."""
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CacheInvalid("its manifest is missing (an unfinished build)") from None
+    except (OSError, ValueError) as exc:
+        raise CacheInvalid(f"its manifest is unreadable ({exc})") from None
+    if manifest.get("format") != CACHE_FORMAT:
+        raise CacheInvalid(f"it has cache format {manifest.get('format')!r}, expected {CACHE_FORMAT}")
+    if key is not None and manifest.get("key") != key:
+        raise CacheInvalid("its key does not match its folder")
+    files = manifest.get("files", {})
+    for name in ARRAY_FILES:
+        path, want = folder / name, files.get(name)
+        if want is None or not path.is_file():
+            raise CacheInvalid(f"{name} is missing")
+        if path.stat().st_size != want["size"]:
+            raise CacheInvalid(f"{name} has {path.stat().st_size} bytes, {want['size']} recorded")
+        if verify and _sha1_file(path) != want["sha1"]:
+            raise CacheInvalid(f"{name} does not match its recorded checksum")
+    try:
+        images = np.load(folder / "images.npy", mmap_mode="r", allow_pickle=False)
+        arrays = {n: np.load(folder / f"{n}.npy", allow_pickle=False) for n in ("labels", "paths", "groups", "hashes")}
+    except (OSError, ValueError) as exc:
+        raise CacheInvalid(f"an array cannot be loaded ({exc})") from None
+    return Dataset(
+        path=folder, key=manifest["key"], images=images, labels=arrays["labels"],
+        class_names=tuple(manifest["class_names"]), paths=arrays["paths"], groups=arrays["groups"],
+        hashes=arrays["hashes"], source=manifest.get("source", {}), preprocessing=manifest.get("preprocessing", []),
+        report=manifest.get("report", {}),
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale(cache_dir: Path, folder_name: str) -> None:
+    """Delete temporary folders left by killed builds of this cache."""
+    for tmp in cache_dir.glob(f".{folder_name}.*"):
+        parts = tmp.name.rsplit(".", 1)[-1].split("-")  # "tmp-<pid>-<random>" / "old-<pid>-<random>"
+        if len(parts) == 3 and parts[1].isdigit() and (parts[0] == "old" or not _pid_alive(int(parts[1]))):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def offline_steps(job) -> tuple[list, list[dict]]:
+    """The job's offline preprocessors and their resolved descriptions."""
+    built = job.build_preprocessors()
+    pairs = [(step, res) for step, res in zip(built, job.preprocessing) if getattr(step, "stage", "offline") == "offline"]
+    return [s for s, _ in pairs], [r.to_dict() for _, r in pairs]
+
+
+def cache_key(job, source_fingerprint: str, preprocessing: list[dict]) -> str:
+    """sha256 of the source entry, its fingerprint and the offline steps."""
+    data = {**job.data_key(), "preprocessing": preprocessing}
+    return fingerprint({"format": CACHE_FORMAT, "data": data, "fingerprint": source_fingerprint})
+
+
+def cache_folder(job, key: str) -> Path:
+    return Path(job.cache_dir) / f"{job.source.name}-{key[:12]}"
+
+
+def load_dataset(job, *, progress: bool = True, console=None, rebuild: bool = False) -> Dataset:
+    """The decoded dataset of ``job``'s source, ingested first when no valid
+    cache exists (or ``rebuild``). ``progress`` shows a bar and the ingest
+    report on ``console`` (default: stderr)."""
+    from rich.console import Console
+
+    console = console or Console(stderr=True)
+    source = job.build_source()
+    steps, step_dicts = offline_steps(job)
+    fp = source.fingerprint()
+    key = cache_key(job, fp, step_dicts)
+    folder = cache_folder(job, key)
+    if folder.exists() and not rebuild:
+        try:
+            return open_cache(folder, key=key)
+        except CacheInvalid as exc:
+            console.print(f"[yellow]warning:[/] the dataset cache {folder} is not valid: {exc}; rebuilding it",
+                          highlight=False, soft_wrap=True)
+    cache_dir = Path(job.cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale(cache_dir, folder.name)
+    tmp = cache_dir / f".{folder.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    meta = {"format": CACHE_FORMAT, "key": key, "name": job.source.name,
+            "source": {**source.describe(), "fingerprint": fp}, "preprocessing": step_dicts,
+            "entry": job.source.to_dict()}
+    try:
+        with _progress(console, progress) as bar:
+            _write_cache(tmp, source, steps, job.workers, bar, meta)
+        _publish(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    dataset = open_cache(folder, key=key)
+    if progress:
+        print_report(dataset.report, console, title=f"Ingested {job.source.name} into {folder}")
+    return dataset
+
+
+def _publish(tmp: Path, folder: Path) -> None:
+    """Rename the finished build into place (replacing an invalid old one)."""
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(folder, old)
+        shutil.rmtree(old, ignore_errors=True)
+    try:
+        os.rename(tmp, folder)
+    except OSError:
+        if not (folder / MANIFEST).is_file():  # not a concurrent build that won the race
+            raise
+
+
+# -- reporting -------------------------------------------------------------------
+
+
+def print_report(report: dict[str, Any], console, *, title: str = "Ingest report", max_list: int = 10) -> None:
+    """The ingest report: counts, skipped members by reason (with examples),
+    duplicates and images found under two labels."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    images, classes = report.get("images", 0), report.get("classes", 0)
+    rate = report.get("rate")
+    console.print(f"[bold]{escape(title)}[/]", highlight=False)
+    console.print(f"  {images:,} images in {classes} classes from {report.get('members', 0):,} members"
+                  + (f" in {report.get('seconds', 0):.1f} s ({rate:,.0f} images/s, {report.get('workers')} workers)"
+                     if rate else ""), highlight=False)
+    dup, conf = report.get("duplicates", {}), report.get("conflicts", {})
+    console.print(f"  exact duplicates: {dup.get('sets', 0):,} sets of identical images ({dup.get('images', 0):,} images); "
+                  f"under two or more labels: {conf.get('sets', 0):,} sets ({conf.get('images', 0):,} images)",
+                  highlight=False)
+    for ex in conf.get("examples", [])[:3]:
+        console.print(f"    {escape(' / '.join(ex['labels']))}: {escape(', '.join(ex['paths']))}", highlight=False)
+    skipped = report.get("skipped", {})
+    if not skipped:
+        console.print("  skipped: none", highlight=False)
+        return
+    table = Table(title="skipped members", title_justify="left", show_edge=False)
+    table.add_column("reason")
+    table.add_column("count", justify="right")
+    table.add_column("examples", overflow="fold")
+    items = report.get("skipped_items", [])
+    for reason, count in skipped.items():
+        examples = [i["path"] for i in items if i["reason"] == reason][:max_list]
+        more = count - len(examples)
+        table.add_row(escape(reason), f"{count:,}", escape(", ".join(examples)) + (f" (+{more:,} more)" if more > 0 else ""))
+    console.print(table)
