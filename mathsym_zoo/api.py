@@ -7,7 +7,8 @@ from typing import Any
 from .plugins import PluginSet
 from .registry import Job, resolve
 
-__all__ = ["PluginSet", "Job", "resolve", "list_plugins", "list_components", "attach_model_metadata"]
+__all__ = ["PluginSet", "Job", "resolve", "list_plugins", "list_components", "attach_model_metadata",
+           "load_classifier", "export_model"]
 
 
 def list_plugins(*, include_builtin: bool = True, hook: str | None = None, plugins: PluginSet | None = None) -> list[dict[str, Any]]:
@@ -37,3 +38,18 @@ def attach_model_metadata(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from .modelinfo import attach_columns
 
     return attach_columns(rows)
+
+
+def load_classifier(path, **kwargs):
+    """A run folder, ``.keras`` file or export folder, ready for new images:
+    ``load_classifier(run).predict(images, top_k=5)`` (see :mod:`mathsym_zoo.predict`)."""
+    from .predict import load_classifier as _load
+
+    return _load(path, **kwargs)
+
+
+def export_model(path, fmt: str = "saved_model", quantize: str | None = None, out=None, **kwargs):
+    """SavedModel or TFLite export with labels.txt and model_info.json (see :mod:`mathsym_zoo.export`)."""
+    from .export import export
+
+    return export(path, fmt, quantize, out, **kwargs)

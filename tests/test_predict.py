@@ -311,3 +311,12 @@ def test_cli_errors_for_bad_model_and_empty_folder(run_dir, tmp_path, capsys):
 def test_prediction_to_dict():
     p = Prediction("x.png", ("a", "b"), (0.75, 0.25))
     assert p.to_dict() == {"path": "x.png", "labels": ["a", "b"], "probabilities": [0.75, 0.25]}
+
+
+def test_python_api_mirrors_the_cli(run_dir, image_files, tmp_path):
+    from mathsym_zoo import api
+
+    preds = api.load_classifier(run_dir).predict(image_files[:2], top_k=2)
+    assert [len(p.labels) for p in preds] == [2, 2]
+    result = api.export_model(run_dir, "tflite", None, tmp_path / "exp")
+    assert (result.path / "labels.txt").read_text().splitlines() == list(CLASSES)
