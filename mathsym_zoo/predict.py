@@ -176,17 +176,19 @@ def _source_name(item: Any, index: int) -> str:
     return f"<{kind} {index}>"
 
 
-def _fit_mode(image, channels: int):
-    """The channels the model takes; transparent pixels become white paper."""
-    from PIL import Image
+def _model_array(image, channels: int) -> np.ndarray:
+    """uint8 (H, W, C) as the decoded cache stores it (transparency becomes white paper),
+    with its channels brought to the model's when a run's steps leave them differing."""
+    from .data.cache import _to_array  # the cache's own conversion: prediction sees what training saw
 
-    want = "L" if channels == 1 else "RGB"
-    if image.mode == want:
-        return image
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    return image.convert(want)
+    array = _to_array(image)
+    if array.shape[2] == channels:
+        return array
+    if channels == 1:  # luma, as the grayscale step computes it
+        from PIL import Image
+
+        return np.asarray(Image.fromarray(array).convert("L"), np.uint8)[..., None]
+    return np.repeat(array, channels, axis=2)
 
 
 # -- model backends ----------------------------------------------------------------
@@ -289,15 +291,13 @@ class Classifier:
         for step in self.steps:
             pil = step.apply(pil)
         h, w, c = self.input_shape
-        pil = _fit_mode(pil, c)
         if pil.size != (w, h):
             hint = ("the run's offline preprocessing has no resize step, so inputs must already be that size"
                     if not any(p["type"] == "resize_pad" for p in self.preprocessing) else
                     "the run's offline preprocessing does not produce the model's input size")
             raise ImageDecodeError(f"image is {pil.width}x{pil.height} after preprocessing, the model takes "
                                    f"{w}x{h}; {hint}")
-        array = np.asarray(pil, dtype=np.uint8)
-        return array.reshape(h, w, c)
+        return _model_array(pil, c)
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities (N, classes) for preprocessed uint8 images (N, H, W, C) or one (H, W, C)."""

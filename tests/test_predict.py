@@ -320,3 +320,13 @@ def test_python_api_mirrors_the_cli(run_dir, image_files, tmp_path):
     assert [len(p.labels) for p in preds] == [2, 2]
     result = api.export_model(run_dir, "tflite", None, tmp_path / "exp")
     assert (result.path / "labels.txt").read_text().splitlines() == list(CLASSES)
+
+
+def test_rgb_model_without_grayscale_step(tmp_path, image_files):
+    pre = H.DEFAULT_PREPROCESSING[1:]  # resize_pad only: colour is kept, as the cache keeps it
+    clf = load_classifier(H.tiny_run(tmp_path / "rgb", CLASSES, preprocessing=pre, input_shape=(45, 45, 3)))
+    preds = clf.predict(image_files)
+    assert all(p.ok for p in preds)
+    x = clf.preprocess(stroke((45, 45), "L"))
+    assert x.shape == (45, 45, 3) and (x[..., 0] == x[..., 2]).all()
+    assert (clf.preprocess(stroke((45, 45), "RGBA"))[0, -1] == 255).all()  # transparent -> white
