@@ -202,6 +202,36 @@ def _pi(rng):
     return [_pl((0, 0.1), (0.1, 0), (1, 0)), _pl((0.3, 0), (0.25, 1)), _pl((0.7, 0), (0.75, 1))]
 
 
+def _two(rng):
+    top = _arc(0.45, 0.3, 0.42, 0.3, 185, 375 + rng.uniform(0, 20), 20)
+    if rng.random() < 0.3:  # a small loop where the diagonal meets the base
+        return [np.concatenate([top, _pl((0.1, 0.95), (0.02, 0.88), (0.08, 0.82), (0.18, 1.0), (0.95, 1.0))])]
+    return [np.concatenate([top, _pl((0.03, 1.0), (0.95, rng.uniform(0.95, 1.02)))])]
+
+
+def _three(rng):
+    top = _arc(0.45, 0.26, 0.4, 0.26, 200, 450, 20)
+    bottom = _arc(0.45, 0.74, 0.45, 0.26, 270, 520, 24)
+    return [np.concatenate([top, bottom])]
+
+
+def _nine(rng):
+    loop = _arc(0.45, 0.28, 0.38, 0.28, 0, -360 - rng.uniform(0, 20), 28)
+    tail = rng.uniform(-0.15, 0.15)
+    return [np.concatenate([loop, _pl((0.83, 0.3), (0.75 + tail / 2, 0.7), (0.65 + tail, 1.0))])]
+
+
+def _four(rng):
+    return [_pl((0.6, 0), (0.0, 0.65), (1.0, 0.65)), _pl((0.72, 0.25), (0.72, 1.0))]
+
+
+def _seven(rng):
+    s = [_pl((0, 0.05), (1, 0), (0.35, 1))]
+    if rng.random() < 0.35:
+        s.append(_pl((0.4, 0.5), (0.9, 0.5)))
+    return s
+
+
 G = "g"  # variant from a font glyph / word
 C = "c"  # variant from a recipe
 
@@ -276,12 +306,16 @@ def _build_variants() -> dict[str, list[Variant]]:
         "exists": [(0.5, G, (_M, "v")), (0.5, C, _exists)],
         "forall": [(1, C, _forall)],
     }
-    for d in "23456789":
+    for d in "568":
         v[d] = [(0.65, G, (_F, d)), (0.35, G, (_S, d))]
-    for ch in "bdijq":
+    # Hershey's simplex 2/3/4/7/9 are typographic (flat-topped 3, closed 4); real
+    # writers mostly round them, so recipes carry half the weight.
+    for d, recipe in (("2", _two), ("3", _three), ("4", _four), ("7", _seven), ("9", _nine)):
+        v[d] = [(0.3, G, (_F, d)), (0.2, G, (_S, d)), (0.5, C, recipe)]
+    for ch in "dijq":
         v[ch] = [(0.6, G, (_F, ch)), (0.4, G, (_S, ch))]
     # Writers often print these lowercase classes as capitals (true of the real set).
-    for ch in "efklopuvwyz":
+    for ch in "befklopuvwyz":
         v[ch] = [(0.45, G, (_F, ch)), (0.35, G, (_S, ch)), (0.2, G, (_F, ch.upper()))]
     for word in ("sin", "cos", "tan", "log", "lim"):
         v[word] = [(0.6, G, (_F, word)), (0.4, G, (_S, word))]
@@ -314,7 +348,8 @@ def _resample(s: np.ndarray, step: float) -> np.ndarray:
 def _writer_style(seed: int, writer: int) -> tuple[float, float, float, float]:
     """A writer's habits: slant, aspect, tremor, script preference."""
     rng = np.random.default_rng([seed, 7_919, writer])
-    return (float(rng.normal(0, 0.12)), float(rng.normal(0, 0.08)), float(rng.uniform(0.3, 1.0)),
+    # Real writers draw narrower than fonts (digits especially): mean aspect < 1.
+    return (float(rng.normal(0, 0.12)), float(rng.normal(-0.1, 0.08)), float(rng.uniform(0.3, 1.0)),
             float(rng.uniform(0.0, 1.0)))
 
 
@@ -362,7 +397,7 @@ def make_strokes(label: str, seed: int, index: int, writer: int, distortion: flo
                          (amp[:, 1] * np.sin(phase + ph[:, 1])).sum(1)], 1)
         # Pen tremor: smoothed random walk, small.
         if len(st) > 3:
-            walk = np.cumsum(rng.normal(0, 0.003 * tremor_w * d, size=st.shape), 0)
+            walk = np.cumsum(rng.normal(0, 0.002 * tremor_w * d, size=st.shape), 0)
             walk -= np.linspace(walk[0], walk[-1], len(st))
             disp += walk
         out.append((st + disp + off) @ A.T)
