@@ -105,18 +105,22 @@ def decode_items(items: list[tuple[bytes | None, np.ndarray | None]], steps: lis
     steps = _STEPS if steps is None else steps
     out: list[tuple] = []
     for data, image in items:
-        try:
-            if image is not None:
+        if image is not None:
+            try:
                 im = _to_pil(image)
-            else:
+            except Exception as exc:
+                out.append((None, f"invalid image array ({exc})"))
+                continue
+        else:
+            try:
                 im = Image.open(io.BytesIO(data))
                 im.load()
-        except Image.DecompressionBombError:
-            out.append((None, SKIP_TOO_LARGE))
-            continue
-        except Exception:  # PIL raises many types for bad data (OSError, SyntaxError, ValueError...)
-            out.append((None, SKIP_CORRUPT))
-            continue
+            except Image.DecompressionBombError:
+                out.append((None, SKIP_TOO_LARGE))
+                continue
+            except Exception:  # PIL raises many types for bad data (OSError, SyntaxError, ValueError...)
+                out.append((None, SKIP_CORRUPT))
+                continue
         size, mode = f"{im.width}x{im.height}", im.mode
         try:
             for step in steps:
