@@ -422,11 +422,13 @@ def render(strokes: Strokes, size: int = SIZE) -> np.ndarray:
     half = (size - 1) / 2
     for st in strokes:
         xy = (st - centre) * scale + half
-        xy = np.clip(np.rint(xy), 0, size - 1)
+        xy = np.clip(np.rint(xy), 0, size - 1).astype(np.int32)
+        if len(xy) > 1:  # consecutive points on the same pixel add nothing but time
+            xy = xy[np.concatenate([[True], (xy[1:] != xy[:-1]).any(1)])]
         if len(xy) == 1:
-            draw.point([tuple(xy[0])], fill=0)
+            draw.point(xy.ravel().tolist(), fill=0)
         else:
-            draw.line([tuple(p) for p in xy], fill=0, width=1)
+            draw.line(xy.ravel().tolist(), fill=0, width=1)
     return np.asarray(im, dtype=np.uint8)
 
 
