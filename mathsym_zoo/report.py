@@ -107,6 +107,8 @@ def _table(rows, keys, title, caption, short=False):
 
     cols = [c for c in COLUMNS if c[0] in keys and (c[0] in ("top1_ci95", "vs_best", "rank", "model")
                                                     or any(not _missing(r.get(c[0])) for r in rows))]
+    if len(rows) < 2:  # nothing to compare with
+        cols = [c for c in cols if c[0] not in ("vs_best", "rank")]
     table = Table(title=title, caption=caption, caption_justify="left", box=box.SIMPLE_HEAVY if short else box.HEAVY_HEAD, pad_edge=not short)
     for key, header, kind in cols:
         table.add_column(_SHORT.get(key, header) if short else header,
@@ -212,7 +214,7 @@ def learning_curves_png(histories: dict[str, dict[str, list[float]]]) -> str | N
     return _png_uri(fig)
 
 
-def accuracy_ci_png(rows: Sequence[dict[str, Any]]) -> str | None:
+def accuracy_ci_png(rows: Sequence[dict[str, Any]], side: str = "test") -> str | None:
     """Top-1 with its 95% interval per model, best first."""
     rows = [r for r in rows if not _missing(r.get("top1"))]
     if not rows:
@@ -227,7 +229,7 @@ def accuracy_ci_png(rows: Sequence[dict[str, Any]]) -> str | None:
     ax.errorbar(top1, y, xerr=[top1 - lo, hi - top1], fmt="none", ecolor="0.4", capsize=4)
     ax.scatter(top1, y, c=colors, zorder=3)
     ax.set_yticks(y, [_tex_safe(r["model"]) for r in rows])
-    ax.set_xlabel("top-1 accuracy on test (%), 95% Wilson interval")
+    ax.set_xlabel(f"top-1 accuracy on {side} (%), 95% Wilson interval")
     ax.grid(axis="x", alpha=0.3)
     return _png_uri(fig)
 
@@ -348,7 +350,7 @@ def misclassified_html(evaluation, dataset, limit: int = 60) -> str:
     """The most confident mistakes first: thumbnail, true, predicted, confidence."""
     wrong = np.flatnonzero(~evaluation.correct)
     if wrong.size == 0:
-        return "<p class=meta>No misclassified test images.</p>"
+        return f"<p class=meta>No misclassified {_e(_side_words(evaluation.side))}.</p>"
     conf = evaluation.confidence
     wrong = wrong[np.argsort(-conf[wrong], kind="stable")][:limit]
     names = evaluation.class_names
@@ -361,7 +363,12 @@ def misclassified_html(evaluation, dataset, limit: int = 60) -> str:
                      f'<figcaption>true <b class=ok>{_e(t)}</b><br>pred <b class=bad>{_e(p)}</b> '
                      f'{100 * float(conf[j]):.0f}%</figcaption></figure>')
     shown = f"{len(wrong)} of {int((~evaluation.correct).sum())}"
-    return f"<p class=meta>{shown} misclassified test images, most confident first.</p><div class=grid>{''.join(cells)}</div>"
+    return (f"<p class=meta>{shown} misclassified {_e(_side_words(evaluation.side))}, most confident first.</p>"
+            f"<div class=grid>{''.join(cells)}</div>")
+
+
+def _side_words(side: str) -> str:
+    return {"test": "test images", "val": "validation images", "all": "images (all sides)"}.get(side, f"{side} images")
 
 
 def render_html(*, title: str, meta: Sequence[tuple[str, str]], rows: Sequence[dict[str, Any]],
@@ -371,6 +378,7 @@ def render_html(*, title: str, meta: Sequence[tuple[str, str]], rows: Sequence[d
     ``rows``: leaderboard rows (best first); ``best``: the Evaluation of the
     model whose confusion, per-class scores and mistakes are shown.
     """
+    side_text = _side_words(best.side if best is not None else "test")
     meta_html = "".join(f"<div><b>{_e(k)}</b>: <code>{_e(v)}</code></div>" for k, v in meta)
     notes_html = "".join(f"<div class=note>{_e(n)}</div>" for n in notes)
     parts = [
@@ -379,12 +387,13 @@ def render_html(*, title: str, meta: Sequence[tuple[str, str]], rows: Sequence[d
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1><div class=meta>{meta_html}</div>{notes_html}",
         "<h2 id=leaderboard-h>Leaderboard</h2>",
-        f"<p class=meta>All models are scored on the same {best.metrics['n'] if best else '?'} test images. "
+        f"<p class=meta>{'All models are' if len(rows) > 1 else 'The model is'} scored on the same "
+        f"{best.metrics['n'] if best else '?'} {_e(side_text)}. "
         f"“vs best” is McNemar's paired test of each model against the best (exact binomial when fewer than 25 "
         f"discordant images, chi-square with continuity correction otherwise); <b>*</b> marks a difference "
         f"significant at {ALPHA:g}, n.s. one that could be chance.</p>",
         leaderboard_html(rows),
-        _img(accuracy_ci_png(rows), "top-1 accuracy with 95% interval"),
+        _img(accuracy_ci_png(rows, best.side if best else "test"), "top-1 accuracy with 95% interval"),
         "<h2 id=curves>Learning curves</h2>",
         _img(learning_curves_png(histories), "learning curves"),
     ]
@@ -392,14 +401,14 @@ def render_html(*, title: str, meta: Sequence[tuple[str, str]], rows: Sequence[d
         cm = np.asarray(best.metrics["confusion"])
         parts += [
             f"<h2 id=confusion>Confusion: {_e(best.model_name)}</h2>",
-            _img(confusion_png(cm, best.class_names, f"{best.model_name}: confusion on test, row-normalised"),
+            _img(confusion_png(cm, best.class_names, f"{best.model_name}: confusion on {side_text}, row-normalised"),
                  "confusion heatmap"),
             f"<h3>{len(best.metrics['confused_pairs'])} most confused pairs</h3>",
             pairs_html(best.metrics["confused_pairs"]),
             f"<h2 id=per-class-h>Per-class precision, recall, F1: {_e(best.model_name)}</h2>",
             "<p class=meta>Ordered by F1, worst first; click a header to sort.</p>",
             per_class_html(best.metrics["per_class"]),
-            f"<h2 id=mistakes>Misclassified test images: {_e(best.model_name)}</h2>",
+            f"<h2 id=mistakes>Misclassified {_e(side_text)}: {_e(best.model_name)}</h2>",
             misclassified_html(best, dataset),
         ]
     parts += [f"<script>{_SORT_JS}</script>", "</body></html>"]

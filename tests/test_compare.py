@@ -204,3 +204,100 @@ def test_leaderboard_mcnemar_against_best():
     assert rows[1]["mcnemar_method"] == "exact" and rows[1]["mcnemar_p"] == pytest.approx(0.25)
     assert rows[1]["significant_vs_best"] is False
     assert rows[2]["mcnemar_method"] == "chi2-cc" and rows[2]["significant_vs_best"] is True
+
+
+# -- command line --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv, models, resume", [
+    (["a", "b"], ["a", "b"], None),
+    (["a", "--resume"], ["a"], "latest"),
+    (["--resume", "a", "b"], ["a", "b"], "latest"),  # a model name is not a folder
+    (["--resume", "--no-progress"], None, "latest"),
+    (["--resume", "/some/where", "a"], ["a"], "/some/where"),
+    (["a", "--resume=/some/where"], ["a"], "/some/where"),
+])
+def test_compare_resume_option(argv, models, resume):
+    from typer.main import get_command
+
+    from mathsym_zoo.cli import app
+    from mathsym_zoo.cli.compare import RESUME_LATEST
+
+    cmd = get_command(app).commands["compare"]
+    ctx = cmd.make_context("compare", list(argv))
+    assert (ctx.params["models"] or None) == models
+    assert ctx.params["resume"] == (RESUME_LATEST if resume == "latest" else resume)
+
+
+PLUGIN_FILE = '''
+from mathsym_zoo import hookimpl
+from mathsym_zoo.components import Params
+
+
+class P(Params):
+    width: int = 4
+
+
+def build(params, input_shape, num_classes):
+    import keras
+
+    return keras.Sequential([keras.Input(shape=tuple(input_shape)), keras.layers.Rescaling(1 / 255),
+                             keras.layers.Conv2D(params.width, 3, strides=2, activation="relu"),
+                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(num_classes, activation="softmax")])
+
+
+@hookimpl
+def register_architectures(register):
+    register("cli-tiny", summary="test-only", params=P, factory=build)
+'''
+
+
+@pytest.mark.slow
+def test_compare_and_evaluate_commands_end_to_end(tmp_path, capsys):
+    """`mathsym-zoo compare` on a small demo source, then `--resume`, then `evaluate`."""
+    from mathsym_zoo.cli import run
+
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "cli_tiny.py").write_text(PLUGIN_FILE)
+    (tmp_path / "registry.toml").write_text('''
+plugin_paths = ["plugins"]
+[data]
+source = "demo"
+cache_dir = "cache"
+workers = 1
+[sources.demo]
+type = "demo"
+images_per_class = 6
+[[preprocessing]]
+type = "grayscale"
+[[preprocessing]]
+type = "resize_pad"
+size = [24, 24]
+[split]
+train = 0.6
+val = 0.2
+test = 0.2
+[models.small]
+type = "cli-tiny"
+[models.wide]
+type = "cli-tiny"
+width = 8
+[train]
+epochs = 1
+batch_size = 32
+''')
+    reg = str(tmp_path / "registry.toml")
+    out = tmp_path / "cmp"
+    assert run(["compare", "--registry", reg, "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "small" in printed and "wide" in printed and str(out / "report.html") in printed.replace("\n", "")
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert sorted(r["model"] for r in rows) == ["small", "wide"]
+
+    assert run(["compare", "--registry", reg, "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert "not trained again: small, wide" in capsys.readouterr().out
+
+    assert run(["evaluate", str(out / "runs" / "small"), "--registry", reg, "--side", "all", "--no-progress"]) == 0
+    folder = out / "runs" / "small" / "evaluations" / "demo-all"
+    assert (folder / "report.html").is_file() and (folder / "evaluation.json").is_file()
+    assert "the scores are optimistic" in capsys.readouterr().out
