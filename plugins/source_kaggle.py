@@ -86,9 +86,12 @@ def download(handle: str, version: int | None, timeout: float) -> Path:
         exc = outcome["error"]
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise exc
-        text = " ".join(str(exc).split())
-        text = text[:200] + ("..." if len(text) > 200 else "")
-        raise DataError(_failure(handle, version, f"{type(exc).__name__}: {text}" if text else type(exc).__name__))
+        if "connection" in type(exc).__name__.lower() or isinstance(exc, OSError):
+            why = f"cannot reach Kaggle ({type(exc).__name__}; offline?)"
+        else:
+            text = " ".join(str(exc).split())
+            why = f"{type(exc).__name__}: {text[:160]}{'...' if len(text) > 160 else ''}" if text else type(exc).__name__
+        raise DataError(_failure(handle, version, why))
     return Path(outcome["path"])
 
 
@@ -105,7 +108,7 @@ def _failure(handle: str, version: int | None, why: str) -> str:
     if version is None:
         lines.append("  - set the source's `version`: an unversioned handle always asks the Kaggle API;")
     else:
-        lines.append(f"  - copy a downloaded copy of the dataset into {folder} and create the empty file "
+        lines.append(f"  - copy the dataset's files (data.rar) into {folder} and create the empty file "
                      f"{marker} (KAGGLEHUB_CACHE chooses another cache folder);")
     lines.append("  - or point the `archive` source at a local copy of the archive: a [sources.local] table with "
                  "type = \"archive\" and path = \".../data.rar\", then --source local.")
