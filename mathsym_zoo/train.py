@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as _dt
+import functools
 import io
 import json
 import math
@@ -639,6 +640,11 @@ def train_model(job: Job, model_name: str, *, run_dir: str | Path | None = None,
         reporter = Progress(console, steps=steps, batch_size=batch_size, epochs=cfg.epochs, live=live)
         callbacks.append(reporter)
 
+        loop = None
+        if plan.strategy == "multi-worker":
+            _build_for_multi_worker(model, pipe, split.indices["train"][:batch_size], strategy)
+            loop = _MultiWorkerLoop(model, strategy)
+
         finished = state.get("stopped_early") or initial_epoch >= cfg.epochs
         if not finished:
             train_ds = pipe.train(split.indices["train"], batch_size=batch_size, seed=cfg.seed,
@@ -651,9 +657,9 @@ def train_model(job: Job, model_name: str, *, run_dir: str | Path | None = None,
                       f"epochs {initial_epoch + 1}..{cfg.epochs}, strategy {plan.strategy} on "
                       f"{','.join(plan.devices)}, mixed precision {'on' if plan.mixed_precision else 'off'}, "
                       f"XLA {'on' if plan.jit_compile else 'off'} -> {run_dir}", file=console.file, flush=True)
-            model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
-                      steps_per_epoch=steps, class_weight=class_weight, callbacks=callbacks, shuffle=False,
-                      verbose=0)
+            fit = loop.fit if loop is not None else functools.partial(model.fit, shuffle=False, verbose=0)
+            fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
+                steps_per_epoch=steps, class_weight=class_weight, callbacks=callbacks)
             if live and reporter.rows:
                 console.print(reporter.table())
 
@@ -666,7 +672,7 @@ def train_model(job: Job, model_name: str, *, run_dir: str | Path | None = None,
         for side, ds in (("val", val_ds), ("test", test_ds)):
             if ds is None:
                 continue
-            values = model.evaluate(ds, verbose=0, return_dict=True)
+            values = loop.evaluate(ds) if loop is not None else model.evaluate(ds, verbose=0, return_dict=True)
             metrics[side] = {"loss": float(values["loss"]), "accuracy": float(values["accuracy"]),
                              "images": int(len(split.indices[side]))}
         hist = state["history"]
@@ -708,6 +714,76 @@ def train_model(job: Job, model_name: str, *, run_dir: str | Path | None = None,
         raise
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _build_for_multi_worker(model, pipe, indices, strategy) -> None:
+    """Create the compiled loss and metric variables from one local batch, under the
+    strategy, before any step is traced in replica context."""
+    x, y = next(iter(pipe.eval(indices, batch_size=len(indices))))
+    with strategy.scope():
+        model._symbolic_build(data_batch=(x, y, None))
+
+
+class _MultiWorkerLoop:
+    """``fit``/``evaluate`` for MultiWorkerMirroredStrategy.
+
+    Keras 3's own loops reduce per-replica scalar logs with ``axis=0``, which the
+    collective strategy rejects (keras-team/keras#20585), so multi-worker runs step
+    ``model.train_step``/``test_step`` under ``strategy.run`` here and average the
+    logs across workers; gradients are all-reduced by the Keras optimizer as in ``fit``.
+    Callbacks see the same hooks and logs as with ``fit``.
+    """
+
+    def __init__(self, model, strategy):
+        import tensorflow as tf
+
+        self.model, self.strategy = model, strategy
+
+        def reduce(logs):
+            return {k: strategy.reduce("MEAN", v, axis=None) for k, v in logs.items()}
+
+        self._train = tf.function(lambda batch: reduce(strategy.run(model.train_step, args=(batch,))))
+        self._test = tf.function(lambda batch: reduce(strategy.run(model.test_step, args=(batch,))))
+
+    def evaluate(self, ds) -> dict[str, float]:
+        self.model.reset_metrics()
+        logs: dict[str, Any] = {}
+        for batch in self.strategy.experimental_distribute_dataset(ds):
+            logs = self._test(batch)
+        return {k: float(v) for k, v in logs.items()}
+
+    def fit(self, train_ds, *, validation_data, epochs: int, initial_epoch: int, steps_per_epoch: int,
+            callbacks, class_weight=None) -> None:
+        import keras
+        import tensorflow as tf
+
+        if class_weight:
+            table = tf.constant([class_weight[i] for i in range(len(class_weight))], tf.float32)
+
+            def with_weights(x, y):
+                ids = tf.argmax(y, axis=-1, output_type=tf.int32) if y.shape.rank > 1 else y
+                return x, y, tf.gather(table, ids)
+
+            train_ds = train_ds.map(with_weights)
+        model = self.model
+        cbs = keras.callbacks.CallbackList(callbacks, model=model, epochs=epochs, steps=steps_per_epoch)
+        iterator = iter(self.strategy.experimental_distribute_dataset(train_ds))
+        model.stop_training = False
+        cbs.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            model.reset_metrics()
+            cbs.on_epoch_begin(epoch)
+            logs: dict[str, Any] = {}
+            for step in range(steps_per_epoch):
+                cbs.on_train_batch_begin(step)
+                logs = self._train(next(iterator))
+                cbs.on_train_batch_end(step, logs)
+            epoch_logs = {k: float(v) for k, v in logs.items()}
+            epoch_logs.update({f"val_{k}": v for k, v in self.evaluate(validation_data).items()})
+            cbs.on_epoch_end(epoch, epoch_logs)
+            if model.stop_training:
+                break
+        cbs.on_train_end()
 
 
 def job_from_run(run_dir: str | Path, *, plugins=None) -> Job:
