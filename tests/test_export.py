@@ -217,3 +217,28 @@ def test_trained_run_predicts_real_files_like_the_export(trained, keras_referenc
     assert [p.labels[0] for p in preds] == [p.labels[0] for p in exported]
     accuracy = np.mean([p.label == Path(p.source).parent.name.replace("plus", "+") for p in preds])
     assert accuracy > 0.5
+
+
+def zoo_architectures() -> list[str]:
+    from mathsym_zoo.plugins import PluginSet
+
+    return [c.name for c in PluginSet().list("architecture")]
+
+
+@needs_bench
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", zoo_architectures())
+def test_every_zoo_architecture_exports(arch, tmp_path):
+    """Each registered architecture (untrained), wrapped as training saves it, converts to
+    SavedModel and float32 TFLite and matches Keras on real images."""
+    from mathsym_zoo.plugins import PluginSet
+
+    comp = PluginSet().get("architecture", arch)
+    model = H.wrap(comp.factory(comp.params(), H.INPUT_SHAPE, len(H.BENCH_CLASSES)), H.INPUT_SHAPE)
+    run_dir = H.write_run(tmp_path / "run", model, sorted(H.BENCH_CLASSES))
+    images = H.bench_images(8, offset=2)[0]
+    reference = keras_probs(run_dir, images)
+    for fmt in ("saved_model", "tflite"):
+        result = export(run_dir, fmt, None, tmp_path / fmt)
+        tol, _ = TOLERANCE[(fmt, None)]
+        np.testing.assert_allclose(reload_probs(result, images), reference, atol=tol, err_msg=f"{arch} {fmt}")
