@@ -167,6 +167,22 @@ def _save_model_atomic(model, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _copy_atomic(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _publish(run_dir: Path, state: dict[str, Any]) -> None:
+    """Derive last.keras, best.keras and history.csv from the committed state (idempotent,
+    so a resume after a kill between commit and publish repairs them)."""
+    ckpt = run_dir / STATE_DIR / state["checkpoint"]
+    _copy_atomic(ckpt, run_dir / "last.keras")
+    if state.get("best_epoch") == state["epochs_done"]:
+        _copy_atomic(ckpt, run_dir / "best.keras")
+    _write_atomic(run_dir / "history.csv", _history_csv(state["history"]))
+
+
 def _versions() -> dict[str, str | None]:
     import importlib.metadata as md
 
@@ -300,8 +316,6 @@ def _make_callbacks_module():
             if improved:
                 st["best"], st["best_epoch"], st["wait"] = current, epoch + 1, 0
                 self.best_weights = self.model.get_weights()
-                if self.write:
-                    _save_model_atomic(self.model, self.run_dir / "best.keras")
             else:
                 st["wait"] += 1
             st["history"].append(row)
@@ -324,9 +338,7 @@ def _make_callbacks_module():
                 for old in (self.run_dir / STATE_DIR).glob("epoch-*.keras"):
                     if old.name != ckpt.name:
                         old.unlink(missing_ok=True)
-                shutil.copyfile(ckpt, self.run_dir / f".last.keras.tmp-{os.getpid()}")
-                os.replace(self.run_dir / f".last.keras.tmp-{os.getpid()}", self.run_dir / "last.keras")
-                _write_atomic(self.run_dir / "history.csv", _history_csv(st["history"]))
+                _publish(self.run_dir, st)
 
     class Progress(keras.callbacks.Callback):
         """A rich live bar per epoch (batches, images/s, loss, accuracy, ETA), or plain log lines."""
@@ -562,6 +574,7 @@ def train_model(job: Job, model_name: str, *, run_dir: str | Path | None = None,
             raise ZooError(f"cannot resume {run_dir}: its split hash {run_info.get('split', {}).get('hash', '?')[:12]} "
                            f"differs from the current one {split.hash[:12]}; the data or [split] changed")
         run_info["resumed"] = int(run_info.get("resumed", 0)) + 1
+        run_info["job"] = job.to_dict()  # e.g. more epochs than first planned
     else:
         run_info = {
             "format": RUN_FORMAT,
@@ -612,6 +625,8 @@ def train_model(job: Job, model_name: str, *, run_dir: str | Path | None = None,
             if state is not None and state.get("checkpoint"):
                 model.optimizer.build(model.trainable_variables)
                 model.load_weights(run_dir / STATE_DIR / state["checkpoint"])
+                if chief:
+                    _publish(run_dir, state)
 
         if state is None:
             state = {"epochs_done": 0, "best": None, "best_epoch": None, "wait": 0, "history": [],

@@ -286,3 +286,23 @@ def test_two_worker_multiworker_mirrored_strategy(tmp_path):
     # Only the chief (worker 0) writes the run folder.
     assert (tmp_path / "run-0" / "metrics.json").is_file()
     assert not (tmp_path / "run-1" / "metrics.json").exists()
+
+
+def test_rich_progress_on_a_terminal_and_plain_lines_otherwise(tmp_path, capsys):
+    import io
+
+    from rich.console import Console
+
+    from mathsym_zoo.train import train_model
+
+    ds = tiny_dataset(tmp_path / "data")
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=120)
+    train_model(make_job(tmp_path / "live", epochs=2), "tiny-test", dataset=ds, progress=True, console=console)
+    text = buf.getvalue()
+    assert "img/s" in text and "epochs" in text and "val_accuracy" in text  # bar, then the epoch table
+    plain = io.StringIO()
+    train_model(make_job(tmp_path / "plain", epochs=2), "tiny-test", dataset=ds, progress=False,
+                console=Console(file=plain, force_terminal=False))
+    lines = [line for line in plain.getvalue().splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 2 and "\x1b[" not in plain.getvalue()
