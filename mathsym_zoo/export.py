@@ -258,7 +258,10 @@ def _replace(tmp: Path, out: Path) -> None:
     except BaseException:
         os.replace(old, out)
         raise
-    shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+    if old.is_dir():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink()
 
 
 def synthetic_inputs(shape, n: int = 32, seed: int = 0) -> np.ndarray:

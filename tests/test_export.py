@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import predict_helpers as H
 from mathsym_zoo.errors import ConfigError
@@ -148,6 +149,14 @@ def test_cli_export_prints_size_and_agreement(tiny, tmp_path, capsys):
     out = capsys.readouterr().out
     assert (exc.value.code or 0) == 0
     assert "size" in out and "x the .keras file" in out and "top-1 agreement" in out and "synthetic" in out
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(synthetic_inputs((60, 30, 1), n=3, seed=i)[i, ..., 0]).save(folder / f"{i}.png")
+    with pytest.raises(SystemExit) as exc:
+        main(["export", str(tiny), "--out", str(tmp_path / "g"), "--check", str(folder)])
+        raise SystemExit(0)
+    assert (exc.value.code or 0) == 0 and "on 3 given images" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exc:
         main(["export", str(tiny), "--quantize", "float16", "--out", str(tmp_path / "f")])
     assert exc.value.code == 1 and "TFLite only" in capsys.readouterr().err
