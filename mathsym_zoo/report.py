@@ -73,15 +73,18 @@ def fmt(value, kind: str) -> str:
     return str(value)
 
 
+def _p_text(p: float) -> str:
+    return "p<0.001" if p < 0.001 else f"p={p:.2g}"
+
+
 def significance_text(row: dict[str, Any]) -> str:
-    """``best``, or the McNemar p-value with ``*`` when the gap to the best is significant at 5%."""
+    """``best``, or the McNemar p-value marked ``*`` (significantly worse at 5%) or ``n.s.``."""
     if row.get("is_best"):
         return "best"
     p = row.get("mcnemar_p")
     if _missing(p):
         return "-"
-    mark = "* worse" if row.get("significant_vs_best") else "n.s."
-    return f"p={float(p):.2g} {mark}"
+    return f"{_p_text(float(p))} {'*' if row.get('significant_vs_best') else 'n.s.'}"
 
 
 def _cell(row: dict[str, Any], key: str, kind: str) -> str:
@@ -93,7 +96,7 @@ def _cell(row: dict[str, Any], key: str, kind: str) -> str:
 
 
 #: Columns of the two-table (narrow terminal) layout: scores, then cost.
-_SCORE_KEYS = ("rank", "model", "top1", "top1_ci95", "vs_best", "top5", "macro_f1", "balanced_accuracy")
+_SCORE_KEYS = ("model", "top1", "top1_ci95", "vs_best", "top5", "macro_f1", "balanced_accuracy")
 _COST_KEYS = ("model", "params", "macs", "train_time_s", "train_images_per_s", "latency_ms_p50",
               "latency_ms_p95", "batch_images_per_s")
 _SHORT = {"top1_ci95": "95% CI", "vs_best": "vs best", "latency_ms_p50": "p50 ms", "latency_ms_p95": "p95 ms",
@@ -190,7 +193,7 @@ def learning_curves_png(histories: dict[str, dict[str, list[float]]]) -> str | N
     histories = {k: v for k, v in histories.items() if v}
     if not histories:
         return None
-    fig = _figure(11, 4)
+    fig = _figure(11, 4.6)
     axes = fig.subplots(1, 2)
     colors = [f"C{i}" for i in range(10)]
     for i, (name, cols) in enumerate(histories.items()):
@@ -210,7 +213,10 @@ def learning_curves_png(histories: dict[str, dict[str, list[float]]]) -> str | N
         ax.set_title(f"{what}: train (solid), validation (dashed)")
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    axes[1].legend(fontsize=7, loc="lower right")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if not handles:
+        handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(6, max(1, len(labels))), fontsize=8)
     return _png_uri(fig)
 
 

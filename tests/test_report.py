@@ -142,7 +142,7 @@ def test_leaderboard_table_marks_significance(comparison):
     console.print(leaderboard_table(rows))
     out = console.export_text()
     assert "best" in out and "good" in out and "worse" in out
-    assert ("* worse" in out) == bool(rows[1]["significant_vs_best"])
+    assert (" *" in out) == bool(rows[1]["significant_vs_best"])
 
 
 def _chromium() -> str | None:
