@@ -326,8 +326,9 @@ def evaluate_model(loaded: LoadedModel, dataset, indices: np.ndarray, *, side: s
     indices = np.asarray(indices, dtype=np.int64)
     mapped, known, missing = map_labels(dataset.class_names, class_names, dataset.labels[indices])
     if missing:
-        notes.append(f"{sum(missing.values())} images with {len(missing)} labels the model doesn't know were "
-                     f"left out: {', '.join(sorted(missing))}")
+        n_labels = len(missing)
+        notes.append(f"{sum(missing.values())} images of {n_labels} label{'s' if n_labels > 1 else ''} the model "
+                     f"doesn't know were left out of the scores: {', '.join(sorted(missing))}")
     indices, y_true = indices[known], mapped[known]
     # Sorted rows read a memory map sequentially; the order is restored below.
     order = np.argsort(indices, kind="stable")
