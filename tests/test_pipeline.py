@@ -52,13 +52,13 @@ def test_train_batches_reshuffle_each_epoch_and_resume_identically(arrays):
         assert np.array_equal(x1, x2) and np.array_equal(y1, y2)
 
 
-def test_images_and_labels_stay_aligned_raw_0_255(arrays):
+def test_images_and_labels_stay_aligned_raw_uint8(arrays):
     images, labels = arrays
     pipe = ArrayPipeline(images, labels, 3)
     for x, y in batches(pipe.train(np.arange(37), batch_size=8, seed=0, epochs=1)):
-        assert x.dtype == np.float32 and x.max() > 1  # raw values; the model scales
+        assert x.dtype == np.uint8  # raw values; the model casts and scales
         ids = x[:, 0, 0, 0].astype(int)
-        assert np.array_equal(x, images[ids].astype(np.float32))
+        assert np.array_equal(x, images[ids])
         assert np.array_equal(y, labels[ids])
 
 
@@ -88,6 +88,7 @@ def test_wrap_model_scales_inside_and_round_trips(tmp_path):
     x = np.full((2, 4, 4, 1), 255.0, np.float32)
     probe = keras.Model(model.input, model.get_layer("scale_0_1").output)
     assert np.allclose(probe(x).numpy(), 1.0)
+    assert np.allclose(model.predict(x.astype(np.uint8), verbose=0), model.predict(x, verbose=0))  # uint8 batches too
     path = tmp_path / "m.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
