@@ -5,7 +5,7 @@ only, then evaluates top-1 accuracy on every real CROHME image of the benchmark
 zip (Kaggle layout ``extracted_images/<label>/*.jpg``; 46,479 images, 82
 classes, chance 1.2%)::
 
-    python benchmarks/demo_transfer.py [--per-class 300] [--epochs 10] [--zip PATH]
+    python benchmarks/demo_transfer.py [--per-class 200] [--epochs 15] [--zip PATH]
 
 The last line is ``demo->real top-1: 0.xx``. Takes a few minutes on 2 CPU cores.
 """
@@ -65,8 +65,8 @@ def demo_arrays(per_class: int, seed: int, distortion: float) -> tuple[np.ndarra
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--per-class", type=int, default=300, help="demo images per class for training")
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--per-class", type=int, default=200, help="demo images per class for training")
+    ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--distortion", type=float, default=1.0)

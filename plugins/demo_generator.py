@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw
 from . import demo_glyphs
 
 #: Bump whenever the generated pixels change for a given set of parameters.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SIZE = 45
 
 Strokes = list[np.ndarray]  # each (n, 2) float array, x right, y down
@@ -232,6 +232,23 @@ def _seven(rng):
     return s
 
 
+def _plus(rng):
+    # Handwritten plus signs rarely cross in the middle of both strokes.
+    cx, cy = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7)
+    return [_pl((0, cy), (1, cy + rng.normal(0, 0.05))), _pl((cx, 0), (cx + rng.normal(0, 0.05), 1))]
+
+
+def _b(rng):
+    top = rng.uniform(0.0, 0.15)
+    bowl = _arc(0.45, 0.72, 0.45, 0.28, 200, -160 + rng.uniform(0, 30), 24)
+    return [np.concatenate([_pl((0, top), (0.02, 0.72)), bowl])]
+
+
+def _zero(rng):
+    a0 = rng.uniform(-130, -50)
+    return [_arc(0, 0, rng.uniform(0.7, 1.0), 1.0, a0, a0 + 360 + rng.uniform(-20, 15), 40)]
+
+
 G = "g"  # variant from a font glyph / word
 C = "c"  # variant from a recipe
 
@@ -255,7 +272,7 @@ def _build_variants() -> dict[str, list[Variant]]:
         "!": [(1, G, (_F, "!"))],
         "(": [(1, G, (_F, "("))],
         ")": [(1, G, (_F, ")"))],
-        "+": [(1, G, (_F, "+"))],
+        "+": [(0.5, G, (_F, "+")), (0.5, C, _plus)],
         ",": [(1, C, _comma)],
         "-": [(1, C, _hline)],
         "=": [(1, G, (_F, "="))],
@@ -264,7 +281,7 @@ def _build_variants() -> dict[str, list[Variant]]:
         "{": [(1, G, (_F, "{"))],
         "}": [(1, G, (_F, "}"))],
         "1": [(0.3, G, (_F, "1")), (0.15, G, (_S, "1")), (0.55, C, _one)],
-        "0": [(0.5, G, (_F, "0")), (0.2, G, (_S, "0")), (0.3, C, _ellipse)],
+        "0": [(0.25, G, (_F, "0")), (0.15, G, (_S, "0")), (0.6, C, _zero)],
         "A": _letters("A", "a", 0.8),
         "C": _letters("C", "c", 0.5),
         "G": _letters("G", "g", 0.8),
@@ -287,7 +304,7 @@ def _build_variants() -> dict[str, list[Variant]]:
         "theta": [(0.5, G, (_GR, "H")), (0.5, C, _theta)],
         "sum": [(0.4, G, (_GR, "R")), (0.3, G, (_M, ";")), (0.3, C, _sum)],
         "ascii_124": [(1, C, _line)],
-        "forward_slash": [(1, C, lambda r: _line(r, -0.45))],
+        "forward_slash": [(1, C, lambda r: _line(r, -r.uniform(0.3, 0.6)))],
         "prime": [(1, C, _prime)],
         "ldots": [(1, C, _ldots)],
         "sqrt": [(0.25, G, (_M, "b")), (0.75, C, _sqrt)],
@@ -315,7 +332,8 @@ def _build_variants() -> dict[str, list[Variant]]:
     for ch in "dijq":
         v[ch] = [(0.6, G, (_F, ch)), (0.4, G, (_S, ch))]
     # Writers often print these lowercase classes as capitals (true of the real set).
-    for ch in "befklopuvwyz":
+    v["b"] = [(0.35, G, (_F, "b")), (0.15, G, (_S, "b")), (0.35, C, _b), (0.15, G, (_F, "B"))]
+    for ch in "efklopuvwyz":
         v[ch] = [(0.45, G, (_F, ch)), (0.35, G, (_S, ch)), (0.2, G, (_F, ch.upper()))]
     for word in ("sin", "cos", "tan", "log", "lim"):
         v[word] = [(0.6, G, (_F, word)), (0.4, G, (_S, word))]
