@@ -151,6 +151,21 @@ def test_resume_refuses_other_split(compared, tmp_path):
         C.compare(job, dataset=other, progress=False, resume=result.path)
 
 
+def test_resume_refuses_other_training_settings(compared, tmp_path):
+    import dataclasses
+
+    job, ds, result = compared
+    changed = dataclasses.replace(job, train=job.train.model_copy(update={"epochs": 5}))
+    with pytest.raises(Exception, match="train.epochs"):
+        C.compare(changed, dataset=ds, progress=False, resume=result.path)
+
+
+def test_resume_without_a_comparison_says_so(tmp_path):
+    job = make_job(tmp_path)
+    with pytest.raises(Exception, match="no comparison to resume"):
+        C.compare(job, dataset=make_dataset(tmp_path / "ds"), progress=False, resume=True)
+
+
 def test_new_comparison_refuses_existing_folder(compared):
     job, ds, result = compared
     with pytest.raises(Exception, match="already holds a comparison"):
