@@ -467,6 +467,10 @@ def write_comparison_report(folder: Path, manifest: dict[str, Any], rows: Sequen
                                                           "lr_schedule", "early_stopping_patience", "seed") if k in train)),
         ("folder", str(folder)),
     ]
+    from .compare import hardware
+
+    hw = hardware()
+    meta.append(("hardware", f"{hw.get('cpu')}, {hw.get('affinity_cpus', hw.get('cpu_count'))} CPUs; {hw.get('platform')}"))
     notes = list(best.notes) if best is not None else []
     text = render_html(title=f"mathsym-zoo comparison: {manifest['source_entry']['name']}", meta=meta, rows=rows,
                        histories=histories, best=best, dataset=dataset, notes=notes)
