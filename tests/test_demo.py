@@ -28,9 +28,12 @@ KAGGLE_CLASSES = (
 # spans all 45 px on its longer side and is centred at (22, 22) in every image;
 # mean ink fraction 0.0425 (p10 0.0227, p90 0.0612); pixels are near-binary
 # (95.9% >= 235, 4.1% < 20); strokes are one pixel wide ("-": 1 px per column).
+# The demo is class-balanced, so its mean is compared with the real set's mean of
+# per-class means (60 random images per class, all where fewer): 0.0465.
 REAL_INK_MEAN = 0.0425
+REAL_INK_MEAN_CLASS_BALANCED = 0.0465
 REAL_INK_P10, REAL_INK_P90 = 0.0227, 0.0612
-INK_TOLERANCE = 0.30  # relative, on the mean
+INK_TOLERANCE = 0.20  # relative, on the class-balanced mean
 
 
 def _source(**params):
@@ -115,7 +118,7 @@ def test_bounding_box_fills_the_box_and_is_centred(sample):
 def test_ink_statistics_close_to_real(sample):
     _, images = sample
     ink = (images < 128).mean(axis=(1, 2))
-    assert abs(ink.mean() - REAL_INK_MEAN) <= INK_TOLERANCE * REAL_INK_MEAN, ink.mean()
+    assert abs(ink.mean() - REAL_INK_MEAN_CLASS_BALANCED) <= INK_TOLERANCE * REAL_INK_MEAN_CLASS_BALANCED, ink.mean()
     assert np.percentile(ink, 10) >= REAL_INK_P10 * 0.6
     assert np.percentile(ink, 90) <= REAL_INK_P90 * 1.4
 
