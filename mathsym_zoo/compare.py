@@ -253,7 +253,9 @@ def write_results(folder: Path, manifest: dict[str, Any], rows: list[dict[str, A
                   wall_time_s: float | None = None) -> None:
     """``results.json`` and ``results.csv``, atomically."""
     src = manifest.get("source") or {}
-    source_text = src.get("describe") or src.get("description") or manifest["source_entry"]["name"]
+    # The source's describe() fields in one cell; the fingerprint has its own column.
+    details = ", ".join(f"{k}={v}" for k, v in src.items() if k != "fingerprint" and not isinstance(v, (dict, list)))
+    source_text = manifest["source_entry"]["name"] + (f" ({details})" if details else "")
     common = {"split_hash": manifest["split_hash"], "dataset_key": manifest["dataset_key"], "source": source_text,
               "source_type": manifest["source_entry"]["type"], "source_fingerprint": src.get("fingerprint")}
     rows = [{**r, **common} for r in rows]

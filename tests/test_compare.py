@@ -105,7 +105,7 @@ def test_results_files_schema(compared):
         csv_rows = list(reader)
     assert [r["model"] for r in csv_rows] == [r["model"] for r in rows]
     assert {r["split_hash"] for r in csv_rows} == {manifest["split_hash"]}
-    assert {r["source"] for r in csv_rows} == {"synthetic bars"}
+    assert {r["source"] for r in csv_rows} == {"demo (describe=synthetic bars)"}
     assert result.report_path.is_file() and "<table id=leaderboard>" in result.report_path.read_text()
     for name in ("tiny-2", "tiny-6"):
         run = result.path / "runs" / name
