@@ -306,3 +306,27 @@ def test_rich_progress_on_a_terminal_and_plain_lines_otherwise(tmp_path, capsys)
                 console=Console(file=plain, force_terminal=False))
     lines = [line for line in plain.getvalue().splitlines() if line.startswith("epoch ")]
     assert len(lines) == 2 and "\x1b[" not in plain.getvalue()
+
+
+def test_train_command_and_resume_command(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import mathsym_zoo.data.cache as cache
+    from mathsym_zoo.cli import app
+
+    ds = tiny_dataset(tmp_path / "data")
+    monkeypatch.setattr(cache, "load_dataset", lambda job, progress=True: ds)
+    registry = write_registry(tmp_path, epochs=1)
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "tiny-test", "--registry", str(registry), "--set", "train.batch_size=32",
+                                 "--no-progress"])
+    assert result.exit_code == 0, result.output
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert json.loads((run_dir / "run.json").read_text())["job"]["train"]["batch_size"] == 32
+    # Resuming a finished run re-resolves its recorded job and only re-evaluates.
+    again = runner.invoke(app, ["train", "--resume", str(run_dir), "--no-progress"])
+    assert again.exit_code == 0, again.output
+    assert "already finished" in again.output
+    assert [r["epoch"] for r in read_history(run_dir)] == [1]
+    bad = runner.invoke(app, ["train", "--resume", str(run_dir), "tiny-test"])
+    assert bad.exit_code != 0
