@@ -87,9 +87,16 @@ def test_gpu_plan_trains_with_mixed_precision_and_xla(tmp_path, monkeypatch):
     info = json.loads((result.run_dir / "run.json").read_text())
     assert info["devices"]["mixed_precision"] and info["devices"]["jit_compile"] and info["devices"]["use_gpu"]
     assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
-    model = keras.saving.load_model(result.run_dir / "best.keras", safe_mode=True)
+    model = keras.saving.load_model(result.run_dir / "best.keras", safe_mode=True, compile=False)
     assert model.layers[-1].name == "output_float32"
     assert keras.backend.standardize_dtype(model.layers[-1].dtype_policy.compute_dtype) == "float32"
+    # Resume restores the loss-scale optimizer's state too.
+    resumed = train.resume_run(result.run_dir, job=make_job(tmp_path, epochs=2), dataset=tiny_dataset(tmp_path / "data"),
+                               progress=False)
+    assert [r["epoch"] for r in read_history(result.run_dir)] == [1, 2] and resumed.status == "completed"
+    assert type(resumed.model.optimizer).__name__ == "LossScaleOptimizer"
+    steps = -(-json.loads((result.run_dir / "run.json").read_text())["split"]["sizes"]["train"] // 16)
+    assert int(resumed.model.optimizer.iterations.numpy()) == 2 * steps  # continued, not restarted
 
 
 # -- run folder and resume -----------------------------------------------------
