@@ -20,7 +20,6 @@ import datetime as _dt
 import functools
 import io
 import json
-import math
 import os
 import shutil
 import subprocess
