@@ -8,6 +8,7 @@ from .plugins import PluginSet
 from .registry import Job, resolve
 
 __all__ = ["PluginSet", "Job", "resolve", "list_plugins", "list_components", "attach_model_metadata",
+           "load_dataset", "load_split", "train", "compare", "evaluate", "model_info",
            "load_classifier", "export_model"]
 
 
@@ -53,3 +54,48 @@ def export_model(path, fmt: str = "saved_model", quantize: str | None = None, ou
     from .export import export
 
     return export(path, fmt, quantize, out, **kwargs)
+
+
+# -- the main job, mirroring the CLI (each imports what it needs on first use) --
+
+
+def load_dataset(job: Job, *, progress: bool = False, rebuild: bool = False):
+    """The decoded, cached dataset of ``job.source`` (``mathsym-zoo info``)."""
+    from .data.cache import load_dataset as _load
+
+    return _load(job, progress=progress, rebuild=rebuild)
+
+
+def load_split(job: Job, dataset=None):
+    """The persisted split of the job's data (``mathsym-zoo split``)."""
+    from .data.split import load_split as _split
+
+    return _split(dataset if dataset is not None else load_dataset(job), job.split)
+
+
+def train(job: Job, model: str, *, run_dir=None, resume: bool = False, progress: bool = False):
+    """Train one model into a run folder (``mathsym-zoo train``)."""
+    from .train import train_model
+
+    return train_model(job, model, run_dir=run_dir, resume=resume, progress=progress)
+
+
+def compare(job: Job, models=None, *, out_dir=None, resume: bool = False, progress: bool = False):
+    """Train and compare models on one split (``mathsym-zoo compare``)."""
+    from .compare import compare as _compare
+
+    return _compare(job, models, out_dir=out_dir, resume=resume, progress=progress)
+
+
+def evaluate(job: Job, model_path, *, side: str = "test", out_dir=None):
+    """Evaluate a saved model or run on the job's source (``mathsym-zoo evaluate``)."""
+    from .evaluate import evaluate as _evaluate
+
+    return _evaluate(job, model_path, side=side, out_dir=out_dir)
+
+
+def model_info(name: str, params=None, **kwargs):
+    """Parameters, MACs and size of an architecture (``mathsym-zoo models``)."""
+    from .modelinfo import model_info as _info
+
+    return _info(name, params, **kwargs)
