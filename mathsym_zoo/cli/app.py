@@ -75,6 +75,8 @@ def progress_enabled(flag: bool) -> bool:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the app and return its exit code; user errors become one message."""
+    # TensorFlow's C++ info lines (oneDNN, CPU features) are noise on a terminal.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:  # recent Typer vendors Click as typer._click
         from typer._click import exceptions as click_exc
     except ImportError:  # pragma: no cover - older Typer depends on Click
