@@ -607,8 +607,11 @@ def train_model(job: Job, model_name: str, *, run_dir: str | Path | None = None,
     try:
         batch_size = cfg.batch_size
         replicas = strategy.num_replicas_in_sync
-        drop = replicas > 1  # identical step counts on every replica
         n_train = len(split.indices["train"])
+        # Several replicas need identical step counts; and a tiny last batch skews
+        # BatchNorm's moving statistics (seen: resnet-lite collapsing in inference
+        # mode). The per-epoch reshuffle still shows every image over the epochs.
+        drop = replicas > 1 or n_train >= 2 * batch_size
         steps = steps_for(n_train, batch_size, drop)
         if steps == 0:
             raise ConfigError(f"train.batch_size = {batch_size} exceeds the {n_train} training images")
