@@ -67,20 +67,46 @@ def cache_key(name: str, params: dict[str, Any], input_shape=DEFAULT_INPUT_SHAPE
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def _read_cache() -> dict[str, Any]:
+#: Generated metadata of the built-in architectures at their defaults, shipped with the
+#: plugins so `mathsym-zoo models` shows it on a fresh machine. Regenerate with
+#: `python -m mathsym_zoo.modelinfo --write-builtin`; a test fails when it is stale.
+BUILTIN_FILE = "model_info.json"
+
+
+def builtin_path() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("mathsym_zoo_plugins")
+    return Path(next(iter(spec.submodule_search_locations))) / BUILTIN_FILE
+
+
+def _read_entries(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(cache_path().read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}  # missing or unreadable: treated as empty, rewritten on the next --compute
     return data.get("entries", {}) if isinstance(data, dict) else {}
+
+
+def _read_user_cache() -> dict[str, Any]:
+    return _read_entries(cache_path())
+
+
+def _read_cache() -> dict[str, Any]:
+    """Shipped built-in entries, overridden by the user's own cache."""
+    return {**_read_entries(builtin_path()), **_read_user_cache()}
 
 
 def _write_cache(new: dict[str, dict[str, Any]]) -> None:
     """Merge ``new`` entries into the cache file, atomically (temp file + rename)."""
     path = cache_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    entries = _read_cache()  # re-read just before writing, so concurrent writers lose little
+    entries = _read_user_cache()  # re-read just before writing, so concurrent writers lose little
     entries.update(new)
+    _write_entries(path, entries)
+
+
+def _write_entries(path: Path, entries: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".model-info-", suffix=".json", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -289,3 +315,29 @@ def attach_columns(rows: list[dict[str, Any]], input_shape=DEFAULT_INPUT_SHAPE,
         columns = {**row.get("columns", {}), **table_columns(info)}
         out.append({**row, "info": info, "columns": columns})
     return out
+
+
+def write_builtin() -> Path:
+    """Regenerate the shipped metadata of the built-in architectures (needs TensorFlow)."""
+    from .plugins import PluginSet
+
+    comps = [c for c in PluginSet().list("architecture") if c.plugin in BUILTIN_PLUGINS]
+    entries = {}
+    for comp in comps:
+        info = model_info(comp, None, use_cache=False)
+        entries[cache_key(comp.name, comp.defaults())] = info
+    path = builtin_path()
+    _write_entries(path, entries)
+    return path
+
+
+#: Plugins whose architectures ship generated metadata.
+BUILTIN_PLUGINS = ("notebook_cnn", "resnet_lite", "mobilenet_head")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--write-builtin"]:
+        sys.exit("usage: python -m mathsym_zoo.modelinfo --write-builtin")
+    print(write_builtin())

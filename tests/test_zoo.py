@@ -214,3 +214,26 @@ def test_unreadable_cache_is_treated_as_empty():
     assert modelinfo.cached_info("notebook-cnn", {}) is None
     modelinfo.model_info("notebook-cnn", input_shape=(32, 32, 1), num_classes=5)  # rewrites it
     assert len(json.loads(path.read_text())["entries"]) == 1
+
+
+def test_shipped_builtin_metadata_is_fresh(tmp_path, monkeypatch):
+    """`models` on a fresh machine shows params/MACs from plugins/model_info.json;
+    it must equal what the graph gives today (else: python -m mathsym_zoo.modelinfo --write-builtin)."""
+    import json
+
+    from mathsym_zoo import modelinfo
+    from mathsym_zoo.api import attach_model_metadata, list_components
+
+    monkeypatch.setenv("MATHSYM_ZOO_HOME", str(tmp_path))  # empty user cache
+    shipped = json.loads(modelinfo.builtin_path().read_text())["entries"]
+    rows = {r["name"]: r for r in attach_model_metadata(list_components("architecture"))}
+    stale = "stale: run `python -m mathsym_zoo.modelinfo --write-builtin`"
+    for name in ("notebook-cnn", "resnet-lite", "mobilenet-head"):
+        info = rows[name]["info"]
+        assert info is not None, f"{name}: no shipped metadata for the current defaults; {stale}"
+        live = modelinfo.model_info(name, use_cache=False)
+        for field in ("total_params", "trainable_params", "macs"):
+            assert info[field] == live[field], f"{name}.{field} {stale}"
+        assert abs(info["size_bytes"] - live["size_bytes"]) < 0.05 * live["size_bytes"]
+        assert rows[name]["columns"]["MACs"] != "-"
+    assert len(shipped) == 3
