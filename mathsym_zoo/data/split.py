@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..fileio import atomic_write_bytes as _write_atomic
 from ..registry import SplitConfig, fingerprint
 
 SIDES: tuple[str, ...] = ("train", "val", "test")
@@ -205,20 +204,6 @@ def _to_json(split: Split, dataset) -> dict[str, Any]:
                          for side in SIDES},
         "indices": {side: split.indices[side].tolist() for side in SIDES},
     }
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_split(path: Path, dataset=None) -> Split:
