@@ -126,7 +126,9 @@ class CompiledModel:
 
         self.model = model
         shape = tuple(int(d) for d in model.input_shape[1:])
-        call = lambda x: tf.cast(model(x, training=False), tf.float32)  # noqa: E731
+        def call(x):  # a def, not a lambda: AutoGraph cannot parse lambdas and warns
+            return tf.cast(model(x, training=False), tf.float32)
+
         self.batch = tf.function(call, input_signature=[tf.TensorSpec((None, *shape), tf.float32)], jit_compile=False)
         self.single = tf.function(call, input_signature=[tf.TensorSpec((1, *shape), tf.float32)], jit_compile=False)
 
