@@ -172,8 +172,11 @@ def test_macs_of_a_tiny_model_by_hand():
 # -- the metadata cache -----------------------------------------------------------
 
 
-def test_metadata_cache_fills_and_serves_models_command(monkeypatch, capsys):
+def test_metadata_cache_fills_and_serves_models_command(monkeypatch, capsys, tmp_path):
     from mathsym_zoo.api import attach_model_metadata, list_components
+
+    # As for a plugin's own architecture: nothing shipped, only the user cache.
+    monkeypatch.setattr(modelinfo, "builtin_path", lambda: tmp_path / "none.json")
 
     rows = attach_model_metadata(list_components("architecture", "notebook-cnn"))
     assert rows[0]["columns"]["params"] == modelinfo.MISSING and rows[0]["info"] is None
