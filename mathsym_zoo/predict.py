@@ -179,9 +179,9 @@ def _source_name(item: Any, index: int) -> str:
 def _model_array(image, channels: int) -> np.ndarray:
     """uint8 (H, W, C) as the decoded cache stores it (transparency becomes white paper),
     with its channels brought to the model's when a run's steps leave them differing."""
-    from .data.cache import _to_array  # the cache's own conversion: prediction sees what training saw
+    from .data.cache import image_to_array  # the cache's own conversion: prediction sees what training saw
 
-    array = _to_array(image)
+    array = image_to_array(image)
     if array.shape[2] == channels:
         return array
     if channels == 1:  # luma, as the grayscale step computes it

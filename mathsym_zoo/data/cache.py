@@ -80,7 +80,7 @@ def _to_pil(array: np.ndarray):
     return Image.fromarray(array)
 
 
-def _to_array(image) -> np.ndarray:
+def image_to_array(image) -> np.ndarray:
     """uint8 HxWxC from a PIL image; transparency becomes white paper."""
     from PIL import Image
 
@@ -125,7 +125,7 @@ def decode_items(items: list[tuple[bytes | None, np.ndarray | None]], steps: lis
         try:
             for step in steps:
                 im = step.apply(im)
-            array = _to_array(im)
+            array = image_to_array(im)
         except Exception as exc:
             out.append((None, f"preprocessing failed ({type(exc).__name__}: {exc})"))
             continue
