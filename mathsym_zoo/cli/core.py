@@ -44,10 +44,11 @@ def plugins(
         console.print(table)
 
 
-def _component_table(kind: str, pattern, plugins_dir, strict, registry, json_out, extra=None):
+def _component_table(kind: str, pattern, plugins_dir, strict, registry, json_out, extra=None, plugins=None):
     from ..api import list_components
 
-    rows = list_components(kind, pattern, plugins=load_plugins(plugins_dir, strict, registry))
+    plugins = plugins or load_plugins(plugins_dir, strict, registry)
+    rows = list_components(kind, pattern, plugins=plugins)
     if extra:
         rows = extra(rows)
     if json_out:
@@ -77,17 +78,19 @@ def models(pattern: PatternArg = None, json_out: JsonOpt = False, registry: Regi
     """List model architectures with parameters, MACs (multiply-adds per image) and size."""
     from ..api import attach_model_metadata
 
+    plugins = load_plugins(plugins_dir, strict, registry)
     if compute:
         from rich.markup import escape
 
         from ..modelinfo import compute_model_infos
         from .app import err_console
 
-        comps = load_plugins(plugins_dir, strict, registry).list("architecture", pattern)
+        comps = plugins.list("architecture", pattern)
         with console.status(f"building {len(comps)} architecture(s)..."):
             compute_model_infos(comps, on_error=lambda c, e: err_console.print(
                 f"[yellow]warning:[/] {escape(c.name)}: cannot build: {escape(f'{type(e).__name__}: {e}')}"))
-    _component_table("architecture", pattern, plugins_dir, strict, registry, json_out, extra=attach_model_metadata)
+    _component_table("architecture", pattern, plugins_dir, strict, registry, json_out, extra=attach_model_metadata,
+                     plugins=plugins)
 
 
 @app.command()
