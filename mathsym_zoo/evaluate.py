@@ -27,7 +27,6 @@ from .fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, js
 from .errors import ConfigError, DataError
 
 SIDES = ("test", "val", "all")
-MODEL_FILES = ("best.keras", "last.keras")
 
 
 _json_default = json_default
@@ -75,18 +74,15 @@ class LoadedModel:
 
 def resolve_model_path(path: str | Path) -> tuple[Path, Path | None]:
     """``(model file, run folder or None)`` for a run folder or a ``.keras`` file."""
+    from .predict import resolve_model
+
     path = Path(path).expanduser()
-    if path.is_dir():
-        for name in MODEL_FILES:
-            if (path / name).is_file():
-                return path / name, path
-        raise ConfigError(f"{path}: no {' or '.join(MODEL_FILES)} in this folder; pass a run folder "
-                          f"(<runs_dir>/<model>-<time>/) or a .keras file")
-    if path.is_file():
-        if path.suffix != ".keras":
-            raise ConfigError(f"{path}: expected a .keras file or a run folder, got a {path.suffix or 'plain'} file")
-        return path, (path.parent if (path.parent / "run.json").is_file() else None)
-    raise ConfigError(f"{path}: no such run folder or .keras file")
+    kind, model_path, meta_path = resolve_model(path, require_metadata=False)
+    if kind != "keras":
+        raise ConfigError(f"{path}: a {kind} export is not evaluated here; pass the run folder or the .keras "
+                          "file it was exported from")
+    run_dir = meta_path.parent if meta_path is not None and meta_path.name == "run.json" else None
+    return model_path, run_dir
 
 
 def load_model(path: str | Path) -> LoadedModel:

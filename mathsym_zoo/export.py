@@ -211,9 +211,9 @@ def export(
 
 
 def _keras_file(path: Path) -> Path:
-    from .predict import _resolve
+    from .predict import resolve_model
 
-    return _resolve(path)[1]
+    return resolve_model(path)[1]
 
 
 def _check_batch(clf: Classifier, check: Any, strict: bool) -> np.ndarray:

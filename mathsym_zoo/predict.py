@@ -401,23 +401,28 @@ def build_offline_steps(preprocessing: list[dict[str, Any]], plugins=None) -> li
     return steps
 
 
-def _find_sidecar(model_file: Path) -> Path:
+def _find_sidecar(model_file: Path, required: bool = True) -> Path | None:
     for candidate in (model_file.with_suffix(".json"), model_file.parent / RUN_FILE):
         if candidate.is_file():
             return candidate
+    if not required:
+        return None
     raise ConfigError(
         f"{str(model_file)!r} has no metadata beside it: expected {model_file.with_suffix('.json').name} or "
         f"{RUN_FILE} in the same folder (class names and preprocessing come from there); pass the run folder instead"
     )
 
 
-def _resolve(path: Path) -> tuple[str, Path, Path]:
-    """(kind, model path, metadata path) for a run folder, .keras file or export folder."""
+def resolve_model(path: Path, *, require_metadata: bool = True) -> tuple[str, Path, Path | None]:
+    """(kind, model path, metadata path) for a run folder, .keras file or export folder.
+
+    The one place that knows these layouts (predict, export and evaluate use it).
+    ``require_metadata=False`` accepts a bare ``.keras`` file (metadata path None)."""
     if not path.exists():
         raise ConfigError(f"model {str(path)!r} not found; pass a run folder, a .keras file or an export folder")
     if path.is_file():
         if path.suffix == ".keras":
-            return "keras", path, _find_sidecar(path)
+            return "keras", path, _find_sidecar(path, required=require_metadata)
         if path.suffix == ".tflite" and (path.parent / INFO_FILE).is_file():
             return "tflite", path, path.parent / INFO_FILE
         raise ConfigError(f"{str(path)!r} is not a model: pass a run folder, a .keras file or an export folder")
@@ -454,7 +459,7 @@ def load_classifier(path: str | os.PathLike, *, plugins=None, warm_batch: int = 
     The Keras model is loaded with ``safe_mode=True``; its call is compiled and
     warmed up for batches of 1 and ``warm_batch``.
     """
-    kind, model_path, meta_path = _resolve(Path(path))
+    kind, model_path, meta_path = resolve_model(Path(path))
     meta = _read_json(meta_path)
     class_names, preprocessing, shape = _metadata(meta, meta_path)
     steps = build_offline_steps(preprocessing, plugins)
