@@ -48,3 +48,12 @@ def test_readme_cli_commands_exist():
     used = set(re.findall(r"mathsym-zoo ([a-z]+)", (REPO / "README.md").read_text()))
     assert used, "README shows no mathsym-zoo commands"
     assert used <= known, f"README uses unknown commands: {sorted(used - known)}"
+
+
+def test_readme_plugin_example_is_the_tested_file():
+    """The README's tiny-mlp plugin is exactly examples/plugins/tiny_mlp.py (which a test trains)."""
+    readme = (REPO / "README.md").read_text()
+    example = (REPO / "examples" / "plugins" / "tiny_mlp.py").read_text()
+    start = example.index("from pydantic import Field")
+    end = example.index("factory=build_tiny_mlp)") + len("factory=build_tiny_mlp)")
+    assert example[start:end] in readme

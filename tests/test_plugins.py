@@ -117,6 +117,9 @@ def test_in_process_plugin_object():
     plugins.register(InProcessPlugin(), name="inproc")
     try:
         assert "inproc-net" in plugins.components["architecture"]
+        from mathsym_zoo.api import list_components
+
+        assert [r["name"] for r in list_components("architecture", "inproc*", plugins=plugins)] == ["inproc-net"]
         job = resolve(raw={"data": {"source": "demo"}, "models": {"n": {"type": "inproc-net", "depth": 3}}},
                       plugins=plugins)
         assert job.model("n").params.depth == 3
