@@ -154,6 +154,7 @@ def export(
     overwrite: bool = False,
     check: Any = None,
     check_labels: np.ndarray | None = None,
+    plugins=None,
 ) -> ExportResult:
     """Export a run folder or ``.keras`` model (with its sidecar) to ``out``.
 
@@ -163,6 +164,8 @@ def export(
     on which the export is reloaded and compared with the Keras model;
     ``check_labels`` (class indexes) adds the accuracy change. ``check`` may
     also be a callable ``f(input_shape) -> uint8 batch``, e.g. :func:`synthetic_inputs`.
+    ``plugins``: the PluginSet that rebuilds the run's offline preprocessing
+    (default: installed plugins only).
     """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -176,7 +179,7 @@ def export(
     if out.exists() and not overwrite:
         raise ConfigError(f"{str(out)!r} already exists; choose another --out or pass --force to replace it")
 
-    clf = load_classifier(path)
+    clf = load_classifier(path, plugins=plugins)
     if clf.kind != "keras":
         raise ConfigError(f"{str(path)!r} is already an export ({clf.kind}); export from the run folder or .keras file")
     keras_file = _keras_file(Path(path))

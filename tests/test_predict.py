@@ -335,3 +335,43 @@ def test_rgb_model_without_grayscale_step(tmp_path, image_files):
     x = clf.preprocess(stroke((45, 45), "L"))
     assert x.shape == (45, 45, 3) and (x[..., 0] == x[..., 2]).all()
     assert (clf.preprocess(stroke((45, 45), "RGBA"))[0, -1] == 255).all()  # transparent -> white
+
+
+LOCAL_STEP = '''
+from mathsym_zoo import hookimpl
+from mathsym_zoo.components import Params, Preprocessor
+
+
+class BlankParams(Params):
+    pass
+
+
+class Blank(Preprocessor):
+    stage = "offline"
+
+    def __init__(self, params):
+        self.params = params
+
+    def apply(self, image):
+        return image.point(lambda v: 0)  # all ink: easy to recognise
+
+
+@hookimpl
+def register_preprocessors(register):
+    register("blank", summary="test step", params=BlankParams, factory=Blank)
+'''
+
+
+def test_cli_predict_finds_preprocessing_from_local_plugins(tmp_path, image_files, capsys):
+    """A run whose offline step comes from a local plugin predicts with --plugins-dir, and says
+    which step is unknown without it."""
+    (tmp_path / "plugs").mkdir()
+    (tmp_path / "plugs" / "blank_step.py").write_text(LOCAL_STEP)
+    pre = H.DEFAULT_PREPROCESSING + [{"name": "blank", "type": "blank", "plugin": "blank_step", "params": {}}]
+    run = H.tiny_run(tmp_path / "run", CLASSES, preprocessing=pre)
+    code, out, err = cli(["predict", str(run), str(image_files[0])], capsys)
+    assert code == 1 and "blank" in err
+    code, out, err = cli(["predict", str(run), str(image_files[0]), "--plugins-dir", str(tmp_path / "plugs")],
+                         capsys)
+    assert code == 0, err
+    assert "1 predicted, 0 failed" in err

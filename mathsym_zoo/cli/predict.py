@@ -12,7 +12,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .app import ProgressOpt, app, console, err_console, progress_enabled
+from .app import (PluginsDirOpt, ProgressOpt, RegistryOpt, StrictOpt, app, console, err_console, load_plugins,
+                  progress_enabled)
 
 #: Up to this many images get one table each; more get one summary table (a row per image).
 PER_IMAGE_TABLES = 20
@@ -103,6 +104,9 @@ def predict(
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per model call.")] = 64,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No tables; errors and files only.")] = False,
     progress: ProgressOpt = True,
+    registry: RegistryOpt = None,
+    plugins_dir: PluginsDirOpt = None,
+    strict: StrictOpt = False,
 ):
     """Top-k labels for images, with the model's own preprocessing.
 
@@ -113,7 +117,8 @@ def predict(
 
     if json_out and csv_out:
         raise typer.BadParameter("choose one of --json and --csv", param_hint="--json/--csv")
-    clf = load_classifier(model, warm_batch=batch_size)
+    # Local plugins (registry plugin_paths, --plugins-dir) may provide the run's preprocessing steps.
+    clf = load_classifier(model, warm_batch=batch_size, plugins=load_plugins(plugins_dir, strict, registry))
     items, skipped = expand_inputs(inputs)
     if not items:
         err_console.print(f"[bold red]error:[/] no image files in {escape(', '.join(inputs))}"
@@ -158,6 +163,9 @@ def export(
     check: Annotated[Optional[list[str]], typer.Option(
         "--check", help="Images or folders to compare the export with the Keras model on. Repeatable.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out folder.")] = False,
+    registry: RegistryOpt = None,
+    plugins_dir: PluginsDirOpt = None,
+    strict: StrictOpt = False,
 ):
     """Export a run as a TensorFlow SavedModel or TFLite file, with labels and metadata.
 
@@ -170,7 +178,8 @@ def export(
     from ..modelinfo import format_size
 
     # Without real images, a deterministic batch of random strokes still checks the numerics.
-    result = do_export(model, fmt, quantize, out, overwrite=force, check=check or synthetic_inputs)
+    result = do_export(model, fmt, quantize, out, overwrite=force, check=check or synthetic_inputs,
+                       plugins=load_plugins(plugins_dir, strict, registry))
     c = result.check
     table = Table(title=f"export: {escape(str(result.path))}", show_header=False, title_justify="left")
     table.add_row("format", fmt + (f" ({quantize})" if quantize else ""))
