@@ -8,8 +8,8 @@ from .plugins import PluginSet
 from .registry import Job, resolve
 
 __all__ = ["PluginSet", "Job", "resolve", "list_plugins", "list_components", "attach_model_metadata",
-           "load_dataset", "load_split", "train", "compare", "evaluate", "model_info",
-           "load_classifier", "export_model"]
+           "load_dataset", "load_split", "train", "resume", "open_run", "runs", "compare", "evaluate",
+           "model_info", "load_classifier", "export_model"]
 
 
 def list_plugins(*, include_builtin: bool = True, hook: str | None = None, plugins: PluginSet | None = None) -> list[dict[str, Any]]:
@@ -73,25 +73,73 @@ def load_split(job: Job, dataset=None):
     return _split(dataset if dataset is not None else load_dataset(job), job.split)
 
 
-def train(job: Job, model: str, *, run_dir=None, resume: bool = False, progress: bool = False):
-    """Train one model into a run folder (``mathsym-zoo train``)."""
-    from .train import train_model
+def _progress(progress: bool, epochs: int) -> tuple[list, Any]:
+    """Plain progress lines on stdout for API users who ask for them."""
+    if not progress:
+        return [], None
+    from .training.callbacks import EpochLog
 
-    return train_model(job, model, run_dir=run_dir, resume=resume, progress=progress)
+    return [EpochLog(epochs=epochs)], print
 
 
-def compare(job: Job, models=None, *, out_dir=None, resume: bool = False, progress: bool = False):
-    """Train and compare models on one split (``mathsym-zoo compare``)."""
+def train(job: Job, model: str, *, run_dir=None, resume: bool = False, init_from=None, progress: bool = False):
+    """Train one model into a run folder (``mathsym-zoo train``); ``init_from`` fine-tunes from another run."""
+    from .training import train_model
+
+    callbacks, log = _progress(progress, job.train.epochs)
+    return train_model(job, model, run_dir=run_dir, resume=resume, init_from=init_from, callbacks=callbacks, log=log)
+
+
+def resume(run_dir, *, overrides=(), progress: bool = False):
+    """Continue a run, or extend a finished one (``overrides=["train.epochs=20"]``) (``train --resume``)."""
+    from .training import resume_run
+
+    callbacks, log = _progress(progress, 0)
+    return resume_run(run_dir, overrides=overrides, callbacks=callbacks, log=log)
+
+
+def open_run(path):
+    """A run folder (or ``.keras`` file) as a :class:`mathsym_zoo.runs.Run`."""
+    from .runs import Run
+
+    return Run.open(path, require_record=False)
+
+
+def runs(*roots) -> list[dict[str, Any]]:
+    """One summary per run under ``roots`` (default: ./runs and ./comparisons), newest first (``mathsym-zoo runs``)."""
+    from pathlib import Path
+
+    from .runs import find_runs
+
+    return [r.summary() for r in find_runs([Path(p) for p in roots] or [Path("runs"), Path("comparisons")])]
+
+
+def compare(job: Job, models=None, *, out_dir=None, resume: bool = False, progress: bool = False, report: bool = True):
+    """Train and compare models on one split, then write the report (``mathsym-zoo compare``)."""
     from .compare import compare as _compare
 
-    return _compare(job, models, out_dir=out_dir, resume=resume, progress=progress)
+    callbacks, log = _progress(progress, job.train.epochs)
+    result = _compare(job, models, out_dir=out_dir, resume=resume, log=log,
+                      callbacks=(lambda: list(callbacks)) if callbacks else None)
+    if report:
+        from .report import write_comparison_report
+
+        write_comparison_report(result)
+    return result
 
 
-def evaluate(job: Job, model_path, *, side: str = "test", out_dir=None):
-    """Evaluate a saved model or run on the job's source (``mathsym-zoo evaluate``)."""
+def evaluate(run, *, job: Job | None = None, side: str = "test", out_dir=None, report: bool = True):
+    """Evaluate a run on its own test side (``job=None``) or on another source (``mathsym-zoo evaluate``)."""
     from .evaluate import evaluate as _evaluate
 
-    return _evaluate(job, model_path, side=side, out_dir=out_dir)
+    evaluation, folder = _evaluate(run, job=job, side=side, out_dir=out_dir)
+    if report:
+        from .report import write_evaluation_report
+        from .runs import Run
+
+        write_evaluation_report(folder, evaluation, evaluation.dataset,
+                                run=run if isinstance(run, Run) else Run.open(run, require_record=False))
+    return evaluation, folder
 
 
 def model_info(name: str, params=None, **kwargs):

@@ -5,7 +5,7 @@ in its own run folder of one comparison folder::
 
     <comparisons_dir>/<source>-<YYYYmmdd-HHMMSS>/
       comparison.json     what is compared: source identity, dataset key, split hash, models, job
-      runs/<model>/       a run folder (train.py) plus evaluation/ (test scores, predictions)
+      runs/<model>/       a run folder (mathsym_zoo.runs), its test evaluation inside it
       results.json        leaderboard rows, best model, McNemar tests, hardware
       results.csv         one row per model, every leaderboard column + split hash + source identity
       report.html         the self-contained report
@@ -20,23 +20,22 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import os
-import platform
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from . import metrics as M
 from .errors import ConfigError, DataError
-from .evaluate import Evaluation, atomic_write_json, atomic_write_text, evaluate_model, load_model, read_json
+from .evaluate import Evaluation, evaluate_model, load_model
+from .fileio import atomic_write_json, atomic_write_text, read_json
+from .machine import hardware
+from .runs import Run
 
 FORMAT = 1
 MANIFEST = "comparison.json"
-EVAL_DIR = "evaluation"
-FINISHED = {"completed", "early-stopped"}  # train.py's final statuses
 ALPHA = 0.05
 
 #: results.csv columns, in order.
@@ -59,6 +58,8 @@ class ComparisonResult:
     best: str | None
     skipped: list[str]  # finished models that were not trained again
     wall_time_s: float
+    manifest: dict[str, Any] = dataclasses.field(default_factory=dict)
+    dataset: Any = dataclasses.field(default=None, repr=False)
 
     @property
     def report_path(self) -> Path:
@@ -146,33 +147,26 @@ def _check_resumable(old: dict[str, Any], new: dict[str, Any], folder: Path) -> 
 
 
 def run_status(run_dir: Path) -> str:
-    """``new`` (nothing there), ``finished`` (run.json says so and a checkpoint exists) or ``partial``."""
+    """``new`` (nothing there), ``finished`` (its record says so and a checkpoint exists) or ``partial``."""
     if not run_dir.is_dir() or not any(run_dir.iterdir()):
         return "new"
-    try:
-        status = str(read_json(run_dir / "run.json").get("status", "")).lower()
-    except (FileNotFoundError, DataError):
+    if not Run.is_run(run_dir):
         return "partial"
-    if status in FINISHED and (run_dir / "best.keras").is_file():
-        return "finished"
-    return "partial"
-
-
-def _train_info(run_dir: Path) -> dict[str, Any]:
-    """Training time, images/s and epochs from the run's metrics.json (train.py)."""
     try:
-        data = read_json(run_dir / "metrics.json")
-    except (FileNotFoundError, DataError):
+        return "finished" if Run(run_dir).finished else "partial"
+    except DataError:
+        return "partial"
+
+
+def _train_info(run: Run) -> dict[str, Any]:
+    """Training time, images/s and epochs from the run's final metrics."""
+    try:
+        data = run.metrics()
+    except DataError:
         return {}
     out = {"train_time_s": data.get("train_seconds"), "train_images_per_s": data.get("train_images_per_second"),
            "epochs": data.get("epochs"), "best_epoch": data.get("best_epoch")}
     return {k: v for k, v in out.items() if v is not None}
-
-
-def _train(job, name: str, run_dir: Path, *, resume: bool, progress: bool, console, dataset) -> None:
-    from .train import train_model
-
-    train_model(job, name, run_dir=run_dir, resume=resume, progress=progress, console=console, dataset=dataset)
 
 
 # -- leaderboard ---------------------------------------------------------------
@@ -230,25 +224,6 @@ def _csv_text(rows: Sequence[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def hardware() -> dict[str, Any]:
-    """Where the comparison ran (for the README's leaderboard)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
-            "python": platform.python_version()}
-    try:
-        info["affinity_cpus"] = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        pass
-    return info
-
-
 def write_results(folder: Path, manifest: dict[str, Any], rows: list[dict[str, Any]], *, status: str,
                   wall_time_s: float | None = None) -> None:
     """``results.json`` and ``results.csv``, atomically."""
@@ -277,34 +252,29 @@ def write_results(folder: Path, manifest: dict[str, Any], rows: list[dict[str, A
 
 
 def compare(job, model_names: Sequence[str] | None = None, *, out_dir: str | Path | None = None,
-            resume: bool | str | Path = False, progress: bool = True, console=None, dataset=None,
-            latency_repeats: int = 50) -> ComparisonResult:
+            resume: bool | str | Path = False, dataset=None, log: Callable[[str], None] | None = None,
+            callbacks: Callable[[], list] | None = None, latency_repeats: int = 50) -> ComparisonResult:
     """Train and evaluate ``model_names`` (default: every model of the job) on one split.
 
     ``resume``: True continues ``out_dir`` (or the newest comparison of this
     source), a path continues that folder. Finished models are not trained
     again; an interrupted one resumes from its state. ``dataset`` skips
-    :func:`mathsym_zoo.data.cache.load_dataset` (tests, API users).
+    :func:`mathsym_zoo.data.cache.load_dataset`. ``log`` gets progress lines,
+    ``callbacks()`` the Keras callbacks that draw each model's training.
+    The report is written by :func:`mathsym_zoo.report.write_comparison_report`.
     """
     from .data.split import load_split
 
     started = time.perf_counter()
-    say = console.print if console is not None else (lambda *a, **k: None)
+    say = log or (lambda line: None)
     folder, resuming = _comparison_dir(job, out_dir, resume)
     old = read_json(folder / MANIFEST) if resuming else None
-    names = list(model_names) if model_names else (list(old["models"]) if old else [m.name for m in job.models])
-    if not names:
-        raise ConfigError("no models to compare: name some (`mathsym-zoo compare notebook-cnn resnet-lite`) "
-                          "or add [models.<name>] tables to the registry")
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"model {dupes[0]!r} is named twice; each model trains once per comparison")
+    names = _model_names(job, model_names, old)
     job = job.with_models(names)  # unknown names fail here, with the registered ones listed
-
     if dataset is None:
         from .data.cache import load_dataset
 
-        dataset = load_dataset(job, progress=progress)
+        dataset = load_dataset(job, progress=False)
     split = load_split(dataset, job.split)
     if len(split.indices["test"]) == 0:
         raise DataError(f"the split of {job.source.name!r} has no test images (split.test = {job.split.test:g}); "
@@ -324,38 +294,65 @@ def compare(job, model_names: Sequence[str] | None = None, *, out_dir: str | Pat
     test = np.asarray(split.indices["test"], dtype=np.int64)
     for i, name in enumerate(names, 1):
         run_dir = folder / "runs" / name
-        eval_dir = run_dir / EVAL_DIR
-        status = run_status(run_dir)
-        entry = job.model(name)
-        extra[name] = {"architecture": entry.type, "run_dir": str(run_dir)}
-        if status == "finished" and (eval_dir / "evaluation.json").is_file():
-            say(f"[{i}/{len(names)}] {name}: finished earlier, skipped")
+        step = f"[{i}/{len(names)}] {name}"
+        extra[name] = {"architecture": job.model(name).type, "run_dir": str(run_dir)}
+        trained = _train_one(job, name, run_dir, dataset, say, step, callbacks)
+        if not trained:
             skipped.append(name)
-            evaluations[name] = Evaluation.load(eval_dir)
-        else:
-            if status != "finished":
-                say(f"[{i}/{len(names)}] {name}: {'resuming' if status == 'partial' else 'training'} in {run_dir}")
-                # A folder without run.json never got past set-up: start it afresh.
-                again = status == "partial" and (run_dir / "run.json").is_file()
-                _train(job, name, run_dir, resume=again, progress=progress, console=console, dataset=dataset)
-                if run_status(run_dir) != "finished":
-                    raise DataError(f"{run_dir}: training returned but the run is not marked finished in run.json; "
-                                    f"resume with `mathsym-zoo compare --resume {folder}`")
-            else:
-                skipped.append(name)
-            say(f"[{i}/{len(names)}] {name}: evaluating on {len(test)} test images")
-            evaluation = evaluate_model(load_model(run_dir), dataset, test, side="test", name=name,
-                                        latency_repeats=latency_repeats)
-            evaluation.save(eval_dir)
-            evaluations[name] = evaluation
-        train_info[name] = _train_info(run_dir)
-        rows = leaderboard(evaluations, train_info, extra)
-        write_results(folder, manifest, rows, status="running")
+        evaluations[name] = _test_evaluation(Run(run_dir), job, dataset, test, split.hash, say, step,
+                                             latency_repeats)
+        train_info[name] = _train_info(Run(run_dir))
+        write_results(folder, manifest, leaderboard(evaluations, train_info, extra), status="running")
 
     rows = leaderboard(evaluations, train_info, extra)
     wall = time.perf_counter() - started
     write_results(folder, manifest, rows, status="finished", wall_time_s=wall)
-    from .report import write_comparison_report
+    return ComparisonResult(folder, rows, evaluations, rows[0]["model"] if rows else None, skipped, wall, manifest,
+                            dataset)
 
-    write_comparison_report(folder, manifest, rows, evaluations, dataset)
-    return ComparisonResult(folder, rows, evaluations, rows[0]["model"] if rows else None, skipped, wall)
+
+def _model_names(job, model_names, old) -> list[str]:
+    names = list(model_names) if model_names else (list(old["models"]) if old else [m.name for m in job.models])
+    if not names:
+        raise ConfigError("no models to compare: name some (`mathsym-zoo compare notebook-cnn resnet-lite`) "
+                          "or add [models.<name>] tables to the registry")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"model {dupes[0]!r} is named twice; each model trains once per comparison")
+    return names
+
+
+def _train_one(job, name: str, run_dir: Path, dataset, say, step: str, callbacks) -> bool:
+    """Train (or resume) one model unless its run finished earlier; True when it trained."""
+    from .training import train_model
+
+    status = run_status(run_dir)
+    if status == "finished":
+        return False
+    say(f"{step}: {'resuming' if status == 'partial' else 'training'} in {run_dir}")
+    # A folder without a run record never got past set-up: start it afresh.
+    again = status == "partial" and Run.is_run(run_dir)
+    result = train_model(job, name, run_dir=run_dir, resume=again, dataset=dataset,
+                         callbacks=callbacks() if callbacks else (), log=say)
+    if run_status(run_dir) != "finished":
+        raise DataError(f"{run_dir}: training returned but the run is not marked finished; resume with "
+                        f"`mathsym-zoo compare --resume {run_dir.parent.parent}`")
+    say(result.summary_line())
+    return True
+
+
+def _test_evaluation(run: Run, job, dataset, test: np.ndarray, split_hash: str, say, step: str,
+                     latency_repeats: int) -> Evaluation:
+    """The run's evaluation on the comparison's test side (kept in the run; reused on resume)."""
+    folder = run.evaluation_dir(job.source.name, "test")
+    if Evaluation.exists(folder):
+        loaded = Evaluation.load(folder)
+        if loaded.split_hash == split_hash:
+            say(f"{step}: evaluated earlier, reused")
+            return loaded
+    say(f"{step}: evaluating on {len(test)} test images")
+    evaluation = evaluate_model(load_model(run), dataset, test, side="test", name=run.model_name,
+                                latency_repeats=latency_repeats)
+    evaluation.split_hash, evaluation.training_source = split_hash, True
+    evaluation.save(folder)
+    return evaluation

@@ -1,44 +1,29 @@
-"""Evaluate a saved model on a side of a Dataset: scores, confusion, speed.
+"""Evaluate a run's model on a side of a Dataset: scores, confusion, speed.
 
-A model is a ``.keras`` file, or a run folder holding ``best.keras`` and
-``run.json`` (which names the model's classes). Its input is the cached uint8
-image as float 0-255 and its output a softmax over its classes (see
-docs/ARCHITECTURE.md). Dataset labels the model doesn't know are counted,
-reported and left out of the scores.
-
-Speed is measured through compiled calls (``tf.function`` around
-``model(x, training=False)`` with a fixed input signature): batch images/s
-over the evaluated side, and single-image latency p50/p95 over repeated calls.
-``model.predict`` per image would measure Keras' per-call overhead instead.
+A run (see :mod:`mathsym_zoo.runs`) is evaluated on its own recorded source and
+split by default: the split hash is checked and written into
+``evaluation.json``, so "test" always means images the run never trained on.
+Another source can be named; the result then says so. Dataset labels the model
+doesn't know are counted, reported and left out of the scores. Speed is measured
+through :class:`mathsym_zoo.inference.CompiledModel`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from . import metrics as M
-from .fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, json_default  # noqa: F401 (re-exported)
 from .errors import ConfigError, DataError
+from .fileio import atomic_write_bytes, atomic_write_json, read_json
+from .runs import Run
 
 SIDES = ("test", "val", "all")
-
-
-_json_default = json_default
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read JSON ({exc}); delete the file or the folder and run again") from None
+OTHER_SOURCE = "a different source from training"
 
 
 # -- loading a model -----------------------------------------------------------
@@ -46,22 +31,22 @@ def read_json(path: Path) -> dict[str, Any]:
 
 @dataclasses.dataclass
 class LoadedModel:
-    """A Keras model with what its run folder says about it."""
+    """A Keras model with the run it belongs to."""
 
     model: Any  # keras.Model
-    path: Path  # the .keras file
-    run_dir: Path | None
-    run: dict[str, Any]  # run.json, {} when there is none
-    class_names: tuple[str, ...] | None  # None when no run.json names them
+    run: Run
+
+    @property
+    def path(self) -> Path:
+        return self.run.model_path
 
     @property
     def name(self) -> str:
-        entry = self.run.get("model")
-        if isinstance(entry, dict) and entry.get("name"):
-            return str(entry["name"])
-        if isinstance(self.run.get("model_name"), str):
-            return self.run["model_name"]
-        return self.run_dir.name if self.run_dir else self.path.stem
+        return self.run.model_name
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        return self.run.class_names
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -72,96 +57,15 @@ class LoadedModel:
         return int(self.model.output_shape[-1])
 
 
-def resolve_model_path(path: str | Path) -> tuple[Path, Path | None]:
-    """``(model file, run folder or None)`` for a run folder or a ``.keras`` file."""
-    from .predict import resolve_model
-
-    path = Path(path).expanduser()
-    kind, model_path, meta_path = resolve_model(path, require_metadata=False)
-    if kind != "keras":
-        raise ConfigError(f"{path}: a {kind} export is not evaluated here; pass the run folder or the .keras "
-                          "file it was exported from")
-    run_dir = meta_path.parent if meta_path is not None and meta_path.name == "run.json" else None
-    return model_path, run_dir
-
-
-def load_model(path: str | Path) -> LoadedModel:
-    """Load a run folder's ``best.keras`` (or a ``.keras`` file) with ``safe_mode=True``."""
-    model_path, run_dir = resolve_model_path(path)
-    run: dict[str, Any] = {}
-    sidecar = model_path.with_suffix(".json")  # <stem>.json beside a bare file, as predict reads it
-    if run_dir is not None and (run_dir / "run.json").is_file():
-        run = read_json(run_dir / "run.json")
-    elif sidecar.is_file():
-        run = read_json(sidecar)
-    import keras
-
-    try:
-        model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
-    except Exception as exc:
-        raise DataError(f"{model_path}: cannot load the model ({type(exc).__name__}: {exc}). Models load with "
-                        "safe_mode=True: a model with custom Python code needs its plugin installed") from None
-    names = run.get("class_names")
-    class_names = tuple(str(n) for n in names) if isinstance(names, list) else None
-    loaded = LoadedModel(model, model_path, run_dir, run, class_names)
-    if class_names is not None and len(class_names) != loaded.num_outputs:
-        raise DataError(f"{run_dir / 'run.json'}: names {len(class_names)} classes but the model has "
-                        f"{loaded.num_outputs} outputs; the run folder is inconsistent")
+def load_model(path: str | Path | Run) -> LoadedModel:
+    """A run folder's ``best.keras`` (or a ``.keras`` file), loaded with ``safe_mode=True``."""
+    run = path if isinstance(path, Run) else Run.open(path, require_record=False)
+    loaded = LoadedModel(run.load_model(), run)
+    names = loaded.class_names
+    if names is not None and len(names) != loaded.num_outputs:
+        raise DataError(f"{run.record_path}: names {len(names)} classes but the model has {loaded.num_outputs} "
+                        "outputs; the run folder is inconsistent")
     return loaded
-
-
-# -- inference -----------------------------------------------------------------
-
-
-class CompiledModel:
-    """``model(x, training=False)`` behind two traced ``tf.function``s: one for
-    batches (``[None, H, W, C]``) and one for single images (``[1, H, W, C]``)."""
-
-    def __init__(self, model) -> None:
-        import tensorflow as tf
-
-        self.model = model
-        shape = tuple(int(d) for d in model.input_shape[1:])
-        def call(x):  # a def, not a lambda: AutoGraph cannot parse lambdas and warns
-            return tf.cast(model(x, training=False), tf.float32)
-
-        self.batch = tf.function(call, input_signature=[tf.TensorSpec((None, *shape), tf.float32)], jit_compile=False)
-        self.single = tf.function(call, input_signature=[tf.TensorSpec((1, *shape), tf.float32)], jit_compile=False)
-
-    def predict(self, images: np.ndarray, rows: np.ndarray | None = None,
-                batch_size: int = 256) -> tuple[np.ndarray, float]:
-        """Probabilities ``(N, C)`` float32 of ``images[rows]`` (all rows when None)
-        and batch throughput in images/s, timed after a warm-up call that traces
-        the function. Rows are gathered per batch, so a memory map stays on disk."""
-        rows = np.arange(images.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
-        n = rows.shape[0]
-        if n == 0:
-            return np.zeros((0, int(self.model.output_shape[-1])), np.float32), float("nan")
-        batch = lambda lo: np.asarray(images[rows[lo:lo + batch_size]], dtype=np.float32)  # noqa: E731
-        first = batch(0)
-        self.batch(first)  # trace + warm up; not timed
-        out = []
-        start = time.perf_counter()
-        for lo in range(0, n, batch_size):
-            out.append(self.batch(first if lo == 0 else batch(lo)).numpy())
-        elapsed = time.perf_counter() - start
-        return np.concatenate(out), (n / elapsed if elapsed > 0 else float("nan"))
-
-    def latency(self, images: np.ndarray, *, repeats: int = 50, warmup: int = 5) -> dict[str, float]:
-        """Single-image latency in ms (p50, p95) over ``repeats`` compiled calls."""
-        if images.shape[0] == 0:
-            return {"latency_ms_p50": float("nan"), "latency_ms_p95": float("nan")}
-        xs = [np.asarray(images[i % images.shape[0]][None], dtype=np.float32) for i in range(min(repeats, 64))]
-        for i in range(warmup):
-            self.single(xs[i % len(xs)]).numpy()
-        times = []
-        for i in range(repeats):
-            x = xs[i % len(xs)]
-            t0 = time.perf_counter()
-            self.single(x).numpy()
-            times.append((time.perf_counter() - t0) * 1000.0)
-        p50, p95 = np.percentile(times, [50, 95])
-        return {"latency_ms_p50": float(p50), "latency_ms_p95": float(p95)}
 
 
 # -- evaluation ----------------------------------------------------------------
@@ -187,6 +91,9 @@ class Evaluation:
     source: dict[str, Any] = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)
     model_stats: dict[str, Any] = dataclasses.field(default_factory=dict)  # params, MACs, FLOPs
+    split_hash: str | None = None  # the split the side was taken from (None for side "all")
+    training_source: bool | None = None  # scored on the source the run was trained on (None: unknown)
+    dataset: Any = dataclasses.field(default=None, repr=False, compare=False)  # in memory only, for the report
 
     @property
     def y_pred(self) -> np.ndarray:
@@ -211,7 +118,12 @@ class Evaluation:
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model_name, "side": self.side, "class_names": list(self.class_names),
                 "missing_labels": self.missing, "metrics": self.metrics, "timing": self.timing,
-                "source": self.source, "notes": self.notes, "model_stats": self.model_stats}
+                "source": self.source, "notes": self.notes, "model_stats": self.model_stats,
+                "split_hash": self.split_hash, "training_source": self.training_source}
+
+    @staticmethod
+    def exists(folder: Path) -> bool:
+        return (Path(folder) / "evaluation.json").is_file() and (Path(folder) / "predictions.npz").is_file()
 
     def save(self, folder: Path) -> None:
         """``evaluation.json`` and ``predictions.npz`` (plain arrays, no pickle)."""
@@ -232,7 +144,8 @@ class Evaluation:
             indices, y_true, probs = z["indices"], z["y_true"], z["probs"]
         return cls(info["model"], info["side"], tuple(info["class_names"]), indices, y_true, probs,
                    dict(info.get("missing_labels", {})), info["metrics"], info["timing"], info.get("source", {}),
-                   list(info.get("notes", [])), dict(info.get("model_stats", {})))
+                   list(info.get("notes", [])), dict(info.get("model_stats", {})), info.get("split_hash"),
+                   info.get("training_source"))
 
 
 def side_indices(dataset, side: str, split_config=None, split=None) -> np.ndarray:
@@ -286,6 +199,8 @@ def evaluate_model(loaded: LoadedModel, dataset, indices: np.ndarray, *, side: s
     indices, y_true = indices[known], mapped[known]
     # Sorted rows read a memory map sequentially; the order is restored below.
     order = np.argsort(indices, kind="stable")
+    from .inference import CompiledModel
+
     compiled = CompiledModel(loaded.model)
     probs_sorted, images_per_s = compiled.predict(dataset.images, indices[order], batch_size)
     probs = np.empty_like(probs_sorted)
@@ -297,40 +212,58 @@ def evaluate_model(loaded: LoadedModel, dataset, indices: np.ndarray, *, side: s
                       timing, dict(getattr(dataset, "source", {}) or {}), notes, model_stats(loaded.model))
 
 
-def evaluate(job, model_path: str | Path, *, side: str = "test", out_dir: str | Path | None = None,
-             progress: bool = True, report: bool = True) -> tuple[Evaluation, Path]:
-    """Evaluate a run folder or ``.keras`` file on ``job``'s source; write
-    ``evaluation.json``, ``predictions.npz`` and (``report``) ``report.html``.
+def _same_data(run: Run, dataset) -> bool:
+    return bool(run.dataset_key) and run.dataset_key == dataset.key
 
-    The default output folder is ``<run>/evaluations/<source>-<side>/`` (or
-    ``<model file stem>-eval-<source>-<side>/`` beside a bare ``.keras`` file).
+
+def _rows(run: Run, job, dataset, side: str, own: bool, notes: list[str]) -> tuple[np.ndarray, str | None, bool | None]:
+    """``(dataset rows, split hash, training source?)`` for ``side`` of ``dataset``."""
+    from .data.split import load_split
+
+    same = True if own else (_same_data(run, dataset) if run.dataset_key else None)
+    if side == "all":
+        if same:
+            notes.append("side 'all' of the training source includes the training images; the scores are optimistic")
+        return np.arange(len(dataset)), None, same
+    if same:
+        # The run's own data: its recorded split, checked by hash, whatever today's registry says.
+        recorded = job if own else run.job(plugins=job.plugins)
+        _, split = run.training_data(recorded, dataset=dataset if own else None)
+        return np.asarray(split.indices[side], dtype=np.int64), split.hash, True
+    split = load_split(dataset, job.split)
+    notes.append(f"{OTHER_SOURCE}: scored on the {side} side of that source's own split ({split.hash[:12]})")
+    return np.asarray(split.indices[side], dtype=np.int64), split.hash, same
+
+
+def evaluate(run_path: str | Path | Run, *, job=None, side: str = "test", out_dir: str | Path | None = None,
+             progress: bool = False) -> tuple[Evaluation, Path]:
+    """Evaluate a run (folder or ``.keras`` file) and save ``evaluation.json`` and ``predictions.npz``.
+
+    ``job=None``: the run's own recorded source and split (the split hash is
+    checked). A ``job`` names another source; the evaluation says so. The
+    default output folder is :meth:`Run.evaluation_dir`.
     """
     from .data.cache import load_dataset
 
-    loaded = load_model(model_path)
+    if side not in SIDES:
+        raise ConfigError(f"--side {side!r}: expected one of {', '.join(SIDES)}")
+    loaded = load_model(run_path)
+    run = loaded.run
+    own = job is None
+    job = job or run.job()
     dataset = load_dataset(job, progress=progress)
-    indices = side_indices(dataset, side, job.split)
+    notes: list[str] = []
+    indices, split_hash, same = _rows(run, job, dataset, side, own, notes)
     evaluation = evaluate_model(loaded, dataset, indices, side=side)
-    trained_on = loaded.run.get("source") if isinstance(loaded.run.get("source"), dict) else {}
-    if side == "all" and trained_on and trained_on.get("fingerprint") and \
-            trained_on.get("fingerprint") == (dataset.source or {}).get("fingerprint"):
-        evaluation.notes.append("side 'all' of the training source includes the training images; the scores are optimistic")
-    trained_steps = loaded.run.get("preprocessing")
-    if isinstance(trained_steps, list) and json.dumps(trained_steps, sort_keys=True) != \
-            json.dumps(list(dataset.preprocessing or []), sort_keys=True, default=str):
-        evaluation.notes.append("the offline preprocessing differs from the model's run.json; the images may not "
+    evaluation.notes = notes + evaluation.notes
+    evaluation.split_hash, evaluation.training_source, evaluation.dataset = split_hash, same, dataset
+    if json.dumps(run.preprocessing, sort_keys=True) != json.dumps(list(dataset.preprocessing or []), sort_keys=True,
+                                                                     default=str) and run.preprocessing:
+        evaluation.notes.append("the offline preprocessing differs from the model's run record; the images may not "
                                 "look like those it was trained on")
-    if out_dir is None:
-        tag = f"{job.source.name}-{side}"
-        out_dir = (loaded.run_dir / "evaluations" / tag) if loaded.run_dir else \
-            loaded.path.parent / f"{loaded.path.stem}-eval-{tag}"
-    out_dir = Path(out_dir)
-    evaluation.save(out_dir)
-    if report:
-        from .report import write_evaluation_report
-
-        write_evaluation_report(out_dir / "report.html", evaluation, dataset, run_dir=loaded.run_dir)
-    return evaluation, out_dir
+    out = Path(out_dir) if out_dir is not None else run.evaluation_dir(job.source.name, side)
+    evaluation.save(out)
+    return evaluation, out
 
 
 def model_stats(model) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -56,3 +57,27 @@ def json_default(o: Any) -> Any:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=json_default, allow_nan=True) + "\n")
+
+
+def atomic_copy(src: str | Path, dst: str | Path) -> None:
+    """Copy a file so that ``dst`` is either the old file or the whole new one."""
+    dst = Path(dst)
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file; an unreadable one is a :class:`DataError` naming the file and the fix."""
+    from .errors import DataError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing; the folder is incomplete (was it copied in part?)") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read JSON ({exc}); delete the file or its folder and run again") from None

@@ -30,10 +30,8 @@ __all__ = ["Classifier", "Prediction", "ImageDecodeError", "load_classifier", "e
 #: A file named explicitly is always tried, whatever its extension.
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp",
                               ".pgm", ".ppm", ".pbm", ".pnm"})
-RUN_FILE = "run.json"
 INFO_FILE = "model_info.json"
 LABELS_FILE = "labels.txt"
-CHECKPOINTS = ("best.keras", "last.keras")
 
 
 class ImageDecodeError(DataError):
@@ -192,23 +190,6 @@ def _model_array(image, channels: int) -> np.ndarray:
 
 
 # -- model backends ----------------------------------------------------------------
-
-
-def _keras_call(model, input_shape: tuple[int, int, int], warm_batch: int) -> Callable[[np.ndarray], np.ndarray]:
-    """A compiled call on uint8 batches: fixed signature, traced once, warmed up."""
-    import tensorflow as tf
-
-    @tf.function(input_signature=[tf.TensorSpec((None, *input_shape), tf.uint8, name="image")])
-    def serve(images):
-        return tf.cast(model(tf.cast(images, tf.float32), training=False), tf.float32)
-
-    for n in (1, warm_batch):  # the first calls pay for tracing and oneDNN kernel setup
-        serve(np.zeros((n, *input_shape), np.uint8))
-
-    def call(batch: np.ndarray) -> np.ndarray:
-        return serve(batch).numpy()
-
-    return call
 
 
 def _saved_model_call(folder: Path) -> Callable[[np.ndarray], np.ndarray]:
@@ -401,45 +382,27 @@ def build_offline_steps(preprocessing: list[dict[str, Any]], plugins=None) -> li
     return steps
 
 
-def _find_sidecar(model_file: Path, required: bool = True) -> Path | None:
-    for candidate in (model_file.with_suffix(".json"), model_file.parent / RUN_FILE):
-        if candidate.is_file():
-            return candidate
-    if not required:
-        return None
-    raise ConfigError(
-        f"{str(model_file)!r} has no metadata beside it: expected {model_file.with_suffix('.json').name} or "
-        f"{RUN_FILE} in the same folder (class names and preprocessing come from there); pass the run folder instead"
-    )
-
-
 def resolve_model(path: Path, *, require_metadata: bool = True) -> tuple[str, Path, Path | None]:
     """(kind, model path, metadata path) for a run folder, .keras file or export folder.
 
-    The one place that knows these layouts (predict, export and evaluate use it).
-    ``require_metadata=False`` accepts a bare ``.keras`` file (metadata path None)."""
-    if not path.exists():
-        raise ConfigError(f"model {str(path)!r} not found; pass a run folder, a .keras file or an export folder")
-    if path.is_file():
-        if path.suffix == ".keras":
-            return "keras", path, _find_sidecar(path, required=require_metadata)
-        if path.suffix == ".tflite" and (path.parent / INFO_FILE).is_file():
-            return "tflite", path, path.parent / INFO_FILE
-        raise ConfigError(f"{str(path)!r} is not a model: pass a run folder, a .keras file or an export folder")
-    if (path / INFO_FILE).is_file():
+    Runs and ``.keras`` files are opened by :class:`mathsym_zoo.runs.Run`; export
+    folders (``model_info.json``) are recognised here."""
+    from .runs import Run
+
+    path = Path(path).expanduser()
+    if path.is_file() and path.suffix == ".tflite" and (path.parent / INFO_FILE).is_file():
+        return "tflite", path, path.parent / INFO_FILE
+    if path.is_dir() and (path / INFO_FILE).is_file():
         info = _read_json(path / INFO_FILE)
         fmt, name = info.get("format"), info.get("file")
         if fmt not in ("saved_model", "tflite") or not isinstance(name, str):
             raise ConfigError(f"{str(path / INFO_FILE)!r}: unknown export format {fmt!r}")
         return fmt, path / name, path / INFO_FILE
-    if (path / RUN_FILE).is_file():
-        for name in CHECKPOINTS:
-            if (path / name).is_file():
-                return "keras", path / name, path / RUN_FILE
-        raise ConfigError(f"run folder {str(path)!r} has no checkpoint ({' or '.join(CHECKPOINTS)}); "
-                          "has its training finished at least one epoch?")
-    raise ConfigError(f"{str(path)!r} is neither a run folder ({RUN_FILE} + best.keras) nor an export folder "
-                      f"({INFO_FILE})")
+    if path.is_dir() and not Run.is_run(path):
+        raise ConfigError(f"{str(path)!r} is neither a run folder nor an export folder ({INFO_FILE}); "
+                          "`mathsym-zoo runs` lists the runs")
+    run = Run.open(path, require_record=require_metadata)
+    return "keras", run.model_path, run.record_path
 
 
 def _metadata(meta: dict[str, Any], meta_path: Path) -> tuple[list[str], list[dict], tuple[int, ...] | None]:
@@ -465,12 +428,10 @@ def load_classifier(path: str | os.PathLike, *, plugins=None, warm_batch: int = 
     steps = build_offline_steps(preprocessing, plugins)
     model = None
     if kind == "keras":
-        import keras
+        from .inference import CompiledModel
+        from .runs import load_keras_model
 
-        try:
-            model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
-        except Exception as exc:  # keras raises many types for bad files
-            raise ConfigError(f"cannot load {str(model_path)!r}: {' '.join(str(exc).split())[:300]}") from None
+        model = load_keras_model(model_path)
         model_shape = tuple(int(d) for d in model.input_shape[1:])
         if shape is not None and tuple(shape) != model_shape:
             raise ConfigError(f"{str(meta_path)!r} says input_shape {list(shape)} but the model takes {list(model_shape)}")
@@ -478,7 +439,7 @@ def load_classifier(path: str | os.PathLike, *, plugins=None, warm_batch: int = 
         outputs = int(model.output_shape[-1])
         if outputs != len(class_names):
             raise ConfigError(f"the model has {outputs} outputs but {str(meta_path)!r} lists {len(class_names)} class names")
-        call = _keras_call(model, shape, warm_batch)
+        call = CompiledModel(model).warm(1, warm_batch)
     elif kind == "saved_model":
         call = _saved_model_call(model_path)
     else:

@@ -71,6 +71,7 @@ class TrainConfig(_Strict):
     early_stopping_patience: int = Field(3, ge=0, description="0 disables early stopping")
     class_weights: bool = Field(False, description="weight the loss by inverse class frequency")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    deterministic: bool = Field(True, description="TensorFlow op determinism: the same seed gives the same run")
     seed: int = 0
     device: Literal["auto", "cpu", "gpu"] = "auto"
     strategy: Literal["auto", "one-device", "mirrored", "multi-worker"] = "auto"

@@ -8,7 +8,6 @@ script is a few lines that sort the per-class table.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import math
@@ -16,6 +15,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from .fileio import atomic_write_text
+from .machine import hardware
 
 #: Leaderboard columns: (key in a row, header, format).
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -156,25 +158,6 @@ def _png_uri(fig) -> str:
 
 def _tex_safe(name: str) -> str:
     return str(name).replace("$", r"\$")
-
-
-def read_history(path: Path) -> dict[str, list[float]]:
-    """``history.csv`` as columns of floats ({} when absent or unreadable)."""
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError:
-        return {}
-    cols: dict[str, list[float]] = {}
-    for row in rows:
-        for k, v in row.items():
-            if k is None:
-                continue
-            try:
-                cols.setdefault(k.strip(), []).append(float(v))
-            except (TypeError, ValueError):
-                cols.setdefault(k.strip(), []).append(float("nan"))
-    return cols
 
 
 def _pick(cols: dict[str, list[float]], val: bool, what: str) -> list[float] | None:
@@ -432,32 +415,37 @@ def _source_text(src: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in src.items())
 
 
-def write_evaluation_report(path: Path, evaluation, dataset, *, run_dir: Path | None = None) -> Path:
-    """The report of one evaluated model (``mathsym-zoo evaluate``)."""
-    from .evaluate import atomic_write_text
+REPORT_FILE = "report.html"
 
+
+def write_evaluation_report(folder: Path, evaluation, dataset, *, run=None) -> Path:
+    """``<folder>/report.html`` for one evaluated model (``mathsym-zoo evaluate``); ``run`` is its Run."""
     row = {"rank": 1, "model": evaluation.model_name, "is_best": True, **evaluation.model_stats, **evaluation.summary()}
-    histories = {evaluation.model_name: read_history(run_dir / "history.csv")} if run_dir else {}
+    histories = {evaluation.model_name: run.history_columns()} if run is not None else {}
     src = evaluation.source or {}
     meta = [("model", evaluation.model_name), ("side", evaluation.side),
-            ("source", _source_text(src)), ("images scored", evaluation.metrics["n"])]
-    if run_dir:
-        meta.append(("run", str(run_dir)))
+            ("source", _source_text(src) + ("" if evaluation.training_source is not False
+                                            else " (a different source from training)")),
+            ("images scored", evaluation.metrics["n"])]
+    if evaluation.split_hash:
+        meta.append(("split hash", evaluation.split_hash[:16]))
+    if run is not None:
+        meta.append(("run", str(run.path)))
     text = render_html(title=f"mathsym-zoo evaluation: {evaluation.model_name}", meta=meta, rows=[row],
                        histories=histories, best=evaluation, dataset=dataset, notes=evaluation.notes)
-    atomic_write_text(Path(path), text)
-    return Path(path)
+    path = Path(folder) / REPORT_FILE
+    atomic_write_text(path, text)
+    return path
 
 
-def write_comparison_report(folder: Path, manifest: dict[str, Any], rows: Sequence[dict[str, Any]],
-                            evaluations: dict[str, Any], dataset) -> Path:
-    """``<folder>/report.html`` for a comparison (``mathsym-zoo compare``)."""
-    from .evaluate import atomic_write_text
+def write_comparison_report(result) -> Path:
+    """``report.html`` in a comparison folder, from a :class:`mathsym_zoo.compare.ComparisonResult`."""
+    from .runs import Run
 
-    folder = Path(folder)
+    folder, manifest, rows = Path(result.path), result.manifest, result.rows
     best_name = next((r["model"] for r in rows if r.get("is_best")), None)
-    best = evaluations.get(best_name) if best_name else None
-    histories = {r["model"]: read_history(folder / "runs" / r["model"] / "history.csv") for r in rows}
+    best = result.evaluations.get(best_name) if best_name else None
+    histories = {r["model"]: Run(Path(r["run_dir"])).history_columns() for r in rows if r.get("run_dir")}
     train = manifest.get("train") or {}
     meta = [
         ("source", _source_text(manifest.get("source") or {}) if manifest.get("source") else manifest["source_entry"]["name"]),
@@ -467,13 +455,11 @@ def write_comparison_report(folder: Path, manifest: dict[str, Any], rows: Sequen
                                                           "lr_schedule", "early_stopping_patience", "seed") if k in train)),
         ("folder", str(folder)),
     ]
-    from .compare import hardware
-
     hw = hardware()
     meta.append(("hardware", f"{hw.get('cpu')}, {hw.get('affinity_cpus', hw.get('cpu_count'))} CPUs; {hw.get('platform')}"))
     notes = list(best.notes) if best is not None else []
     text = render_html(title=f"mathsym-zoo comparison: {manifest['source_entry']['name']}", meta=meta, rows=rows,
-                       histories=histories, best=best, dataset=dataset, notes=notes)
-    path = folder / "report.html"
+                       histories=histories, best=best, dataset=result.dataset, notes=notes)
+    path = folder / REPORT_FILE
     atomic_write_text(path, text)
     return path

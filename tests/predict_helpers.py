@@ -114,7 +114,7 @@ def trained_run(tmp: Path, train_per_class: int = 60, epochs: int = 4):
     from mathsym_zoo.data.dataset import Dataset
     from mathsym_zoo.plugins import PluginSet
     from mathsym_zoo.registry import resolve
-    from mathsym_zoo.train import train_model
+    from mathsym_zoo.training import train_model
 
     images, labels, names, _ = bench_images(train_per_class)
     dataset = Dataset.from_arrays(images, labels, names, path=tmp / "dataset", key="crohme-bench-subset",
@@ -130,4 +130,4 @@ def trained_run(tmp: Path, train_per_class: int = 60, epochs: int = 4):
            "train": {"epochs": epochs, "batch_size": 32, "early_stopping_patience": 0, "device": "cpu",
                      "runs_dir": str(tmp / "runs")}}
     job = resolve(tmp / "registry.toml", raw=raw, plugins=plugins)
-    return train_model(job, "small-cnn", progress=False, dataset=dataset).run_dir
+    return train_model(job, "small-cnn", dataset=dataset).run_dir

@@ -74,7 +74,10 @@ def compared(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("compare")
     job = make_job(tmp)
     ds = make_dataset(tmp / "ds")
-    result = C.compare(job, dataset=ds, progress=False, latency_repeats=3)
+    result = C.compare(job, dataset=ds, latency_repeats=3)
+    from mathsym_zoo.report import write_comparison_report
+
+    write_comparison_report(result)
     return job, ds, result
 
 
@@ -93,7 +96,7 @@ def test_results_files_schema(compared):
                     "batch_images_per_s", "split_hash", "source", "source_fingerprint"):
             assert r.get(key) is not None, key
         assert r["top1_ci95_low"] <= r["top1"] <= r["top1_ci95_high"]
-        saved = json.loads((result.path / "runs" / r["model"] / "evaluation" / "evaluation.json").read_text())
+        saved = json.loads((result.path / "runs" / r["model"] / "evaluations" / "demo-test" / "evaluation.json").read_text())
         assert r["n_test"] == saved["metrics"]["n"] == 12  # 20% of 60
     other = next(r for r in rows if not r["is_best"])
     assert other["mcnemar_method"] in ("exact", "chi2-cc") and 0 <= other["mcnemar_p"] <= 1
@@ -109,14 +112,16 @@ def test_results_files_schema(compared):
     assert result.report_path.is_file() and "<table id=leaderboard>" in result.report_path.read_text()
     for name in ("tiny-2", "tiny-6"):
         run = result.path / "runs" / name
-        assert C.run_status(run) == "finished" and (run / "evaluation" / "predictions.npz").is_file()
+        assert C.run_status(run) == "finished" and (run / "evaluations" / "demo-test" / "predictions.npz").is_file()
 
 
 def test_resume_skips_finished_models(compared, monkeypatch):
     job, ds, result = compared
     calls = []
-    monkeypatch.setattr(C, "_train", lambda *a, **k: calls.append((a, k)))
-    again = C.compare(job, dataset=ds, progress=False, resume=result.path, latency_repeats=3)
+    import mathsym_zoo.training as T
+
+    monkeypatch.setattr(T, "train_model", lambda *a, **k: calls.append((a, k)))
+    again = C.compare(job, dataset=ds, resume=result.path, latency_repeats=3)
     assert calls == [] and again.skipped == ["tiny-2", "tiny-6"]
     assert [r["model"] for r in again.rows] == [r["model"] for r in result.rows]
 
@@ -133,13 +138,16 @@ def test_resume_continues_an_interrupted_model(compared, monkeypatch, tmp_path):
     run_json.write_text(json.dumps(info))
     calls = []
 
-    def fake_train(job_, name, run_dir, *, resume, **kw):
+    def fake_train(job_, name, *, run_dir, resume, **kw):
         calls.append((name, resume))
         info["status"] = "completed"
         run_json.write_text(json.dumps(info))
+        return type("Result", (), {"summary_line": lambda self: f"{name}: completed"})()
 
-    monkeypatch.setattr(C, "_train", fake_train)
-    again = C.compare(job, dataset=ds, progress=False, resume=folder, latency_repeats=3)
+    import mathsym_zoo.training as T
+
+    monkeypatch.setattr(T, "train_model", fake_train)
+    again = C.compare(job, dataset=ds, resume=folder, latency_repeats=3)
     assert calls == [("tiny-6", True)]
     assert again.skipped == ["tiny-2"] and len(again.rows) == 2
 
@@ -148,7 +156,7 @@ def test_resume_refuses_other_split(compared, tmp_path):
     job, ds, result = compared
     other = make_dataset(tmp_path / "other", seed=1)
     with pytest.raises(Exception, match="cannot resume"):
-        C.compare(job, dataset=other, progress=False, resume=result.path)
+        C.compare(job, dataset=other, resume=result.path)
 
 
 def test_resume_refuses_other_training_settings(compared, tmp_path):
@@ -157,19 +165,19 @@ def test_resume_refuses_other_training_settings(compared, tmp_path):
     job, ds, result = compared
     changed = dataclasses.replace(job, train=job.train.model_copy(update={"epochs": 5}))
     with pytest.raises(Exception, match="train.epochs"):
-        C.compare(changed, dataset=ds, progress=False, resume=result.path)
+        C.compare(changed, dataset=ds, resume=result.path)
 
 
 def test_resume_without_a_comparison_says_so(tmp_path):
     job = make_job(tmp_path)
     with pytest.raises(Exception, match="no comparison to resume"):
-        C.compare(job, dataset=make_dataset(tmp_path / "ds"), progress=False, resume=True)
+        C.compare(job, dataset=make_dataset(tmp_path / "ds"), resume=True)
 
 
 def test_new_comparison_refuses_existing_folder(compared):
     job, ds, result = compared
     with pytest.raises(Exception, match="already holds a comparison"):
-        C.compare(job, dataset=ds, progress=False, out_dir=result.path)
+        C.compare(job, dataset=ds, out_dir=result.path)
 
 
 def test_evaluate_with_mismatched_labels(compared, tmp_path):

@@ -102,11 +102,13 @@ def comparison(tmp_path):
         (run / "history.csv").write_text("epoch,loss,accuracy,val_loss,val_accuracy,learning_rate\n"
                                          "1,2.0,0.3,2.1,0.28,0.001\n2,1.2,0.6,1.4,0.55,0.001\n3,0.8,0.75,1.1,0.66,0.001\n")
     rows = C.leaderboard(evaluations, {n_: {"train_time_s": 12.5, "train_images_per_s": 900.0, "epochs": 3}
-                                       for n_ in evaluations})
+                                       for n_ in evaluations},
+                         {n_: {"run_dir": str(folder / "runs" / n_)} for n_ in evaluations})
     manifest = {"source_entry": {"name": "demo", "type": "demo"}, "source": {"describe": "demo glyphs <v1>"},
                 "dataset_key": "k" * 64, "split_hash": "s" * 64, "models": list(evaluations),
                 "train": {"epochs": 3, "batch_size": 64}}
-    path = write_comparison_report(folder, manifest, rows, evaluations, ds)
+    result = C.ComparisonResult(folder, rows, evaluations, rows[0]["model"], [], 1.0, manifest, ds)
+    path = write_comparison_report(result)
     return path, rows, evaluations
 
 
@@ -129,7 +131,7 @@ def test_evaluation_report(tmp_path, comparison):
     ev.missing = {"zeta": 3}
     ev.notes = ["3 images with 1 labels the model doesn't know were left out: zeta"]
     ds = Dataset.from_arrays(np.zeros((140, 20, 20, 1), np.uint8), np.arange(140) % len(CLASSES), CLASSES)
-    path = write_evaluation_report(tmp_path / "ev" / "report.html", ev, ds, run_dir=None)
+    path = write_evaluation_report(tmp_path / "ev", ev, ds, run=None)
     checker = check_html(path)
     assert "zeta" in " ".join(checker.text)
 

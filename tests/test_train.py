@@ -18,7 +18,8 @@ import pytest
 from mathsym_zoo.data.dataset import Dataset
 from mathsym_zoo.errors import ConfigError
 from mathsym_zoo.registry import TrainConfig, resolve
-from mathsym_zoo.train import DeviceInfo, plan_devices, read_history
+from mathsym_zoo.runs import Run
+from mathsym_zoo.training import DeviceInfo, plan_devices
 
 TESTS = Path(__file__).resolve().parent
 PLUGIN = TESTS / "tiny_arch_plugin.py"
@@ -79,11 +80,11 @@ def test_gpu_plan_trains_with_mixed_precision_and_xla(tmp_path, monkeypatch):
     """The GPU path (float16 compute, float32 output, jit_compile) end to end, on the CPU."""
     import keras
 
-    import mathsym_zoo.train as train
+    import mathsym_zoo.training.loop as train
 
     monkeypatch.setattr(train, "detect_devices", lambda: DeviceInfo(gpus=("/physical_device:GPU:0",), cpus=2))
     job = make_job(tmp_path, epochs=1)
-    result = train.train_model(job, "tiny-test", dataset=tiny_dataset(tmp_path / "data"), progress=False)
+    result = train.train_model(job, "tiny-test", dataset=tiny_dataset(tmp_path / "data"))
     info = json.loads((result.run_dir / "run.json").read_text())
     assert info["devices"]["mixed_precision"] and info["devices"]["jit_compile"] and info["devices"]["use_gpu"]
     assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
@@ -91,9 +92,8 @@ def test_gpu_plan_trains_with_mixed_precision_and_xla(tmp_path, monkeypatch):
     assert model.layers[-1].name == "output_float32"
     assert keras.backend.standardize_dtype(model.layers[-1].dtype_policy.compute_dtype) == "float32"
     # Resume restores the loss-scale optimizer's state too.
-    resumed = train.resume_run(result.run_dir, job=make_job(tmp_path, epochs=2), dataset=tiny_dataset(tmp_path / "data"),
-                               progress=False)
-    assert [r["epoch"] for r in read_history(result.run_dir)] == [1, 2] and resumed.status == "completed"
+    resumed = train.resume_run(result.run_dir, job=make_job(tmp_path, epochs=2), dataset=tiny_dataset(tmp_path / "data"))
+    assert [r["epoch"] for r in Run(result.run_dir).history()] == [1, 2] and resumed.status == "completed"
     assert type(resumed.model.optimizer).__name__ == "LossScaleOptimizer"
     steps = -(-json.loads((result.run_dir / "run.json").read_text())["split"]["sizes"]["train"] // 16)
     assert int(resumed.model.optimizer.iterations.numpy()) == 2 * steps  # continued, not restarted
@@ -105,11 +105,11 @@ def test_gpu_plan_trains_with_mixed_precision_and_xla(tmp_path, monkeypatch):
 def test_run_folder_is_complete(tmp_path):
     import keras
 
-    from mathsym_zoo.train import train_model
+    from mathsym_zoo.training import train_model
 
     ds = tiny_dataset(tmp_path / "data")
     job = make_job(tmp_path, epochs=2, lr_schedule="cosine", class_weights=True, label_smoothing=0.1)
-    result = train_model(job, "tiny-test", dataset=ds, progress=False)
+    result = train_model(job, "tiny-test", dataset=ds)
     run = result.run_dir
     assert run.parent == tmp_path / "runs" and run.name.startswith("tiny-test-")
     for name in ("run.json", "history.csv", "best.keras", "last.keras", "metrics.json", "tb", "state/state.json"):
@@ -125,7 +125,7 @@ def test_run_folder_is_complete(tmp_path):
     for key in ("val", "test"):
         assert set(metrics[key]) >= {"loss", "accuracy"}
     assert metrics["epochs"] == 2 and metrics["train_seconds"] > 0 and metrics["train_images_per_second"] > 0
-    assert [r["epoch"] for r in read_history(run)] == [1, 2]
+    assert [r["epoch"] for r in Run(run).history()] == [1, 2]
     assert list((run / "tb").glob("*/events.out.tfevents.*"))
     # Saved models take raw 0-255 images.
     model = keras.saving.load_model(run / "best.keras", safe_mode=True)
@@ -134,17 +134,15 @@ def test_run_folder_is_complete(tmp_path):
 
 
 def test_resume_continues_like_an_uninterrupted_run(tmp_path):
-    from mathsym_zoo.train import resume_run, train_model
+    from mathsym_zoo.training import resume_run, train_model
 
     ds = tiny_dataset(tmp_path / "data")
-    full = train_model(make_job(tmp_path / "a", epochs=4, early_stopping_patience=0), "tiny-test", dataset=ds,
-                       progress=False)
-    first = train_model(make_job(tmp_path / "b", epochs=2, early_stopping_patience=0), "tiny-test", dataset=ds,
-                        progress=False)
+    full = train_model(make_job(tmp_path / "a", epochs=4, early_stopping_patience=0), "tiny-test", dataset=ds)
+    first = train_model(make_job(tmp_path / "b", epochs=2, early_stopping_patience=0), "tiny-test", dataset=ds)
     resumed = resume_run(first.run_dir, job=make_job(tmp_path / "b", epochs=4, early_stopping_patience=0),
-                         dataset=ds, progress=False)
+                         dataset=ds)
     assert resumed.run_dir == first.run_dir
-    assert [r["epoch"] for r in read_history(first.run_dir)] == [1, 2, 3, 4]
+    assert [r["epoch"] for r in Run(first.run_dir).history()] == [1, 2, 3, 4]
     assert json.loads((first.run_dir / "run.json").read_text())["resumed"] == 1
     # Same split, weights, optimizer state and shuffle order: the same losses.
     a = [r["loss"] for r in full.history]
@@ -155,12 +153,12 @@ def test_resume_continues_like_an_uninterrupted_run(tmp_path):
 
 
 def test_early_stopping_restores_best_weights(tmp_path):
-    from mathsym_zoo.train import train_model
+    from mathsym_zoo.training import train_model
 
     ds = tiny_dataset(tmp_path / "data")
     # A huge learning rate makes validation loss worse after the first epochs.
     job = make_job(tmp_path, epochs=8, early_stopping_patience=1, learning_rate=5.0, optimizer="sgd")
-    result = train_model(job, "tiny-test", dataset=ds, progress=False)
+    result = train_model(job, "tiny-test", dataset=ds)
     if result.status == "early-stopped":
         assert result.epochs < 8
         best = min(r["val_loss"] for r in result.history)
@@ -169,10 +167,10 @@ def test_early_stopping_restores_best_weights(tmp_path):
 
 
 def test_errors_name_the_fix(tmp_path):
-    from mathsym_zoo.train import train_model
+    from mathsym_zoo.training import train_model
 
     ds = tiny_dataset(tmp_path / "data")
-    with pytest.raises(ConfigError, match="not a run folder"):
+    with pytest.raises(ConfigError, match="not found; pass a run folder"):
         train_model(make_job(tmp_path), "tiny-test", run_dir=tmp_path / "nowhere", resume=True, dataset=ds)
     with pytest.raises(ConfigError, match="unknown architecture"):
         train_model(make_job(tmp_path), "tiny-tset", dataset=ds)
@@ -186,12 +184,11 @@ SCRIPT = textwrap.dedent("""
     from pathlib import Path
     from test_train import tiny_dataset
     from mathsym_zoo.registry import resolve
-    from mathsym_zoo.train import train_model
+    from mathsym_zoo.training import train_model
 
     registry, run_dir, out, n, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
     job = resolve(registry)
-    result = train_model(job, "tiny-test", run_dir=run_dir, dataset=tiny_dataset(Path(registry).parent / "data", n=n, size=size),
-                         progress=False)
+    result = train_model(job, "tiny-test", run_dir=run_dir, dataset=tiny_dataset(Path(registry).parent / "data", n=n, size=size))
     if out != "-":
         import numpy as np
         np.savez(out, *result.model.get_weights())
@@ -213,7 +210,7 @@ def _env(**extra):
 
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume(tmp_path):
-    from mathsym_zoo.train import resume_run
+    from mathsym_zoo.training import resume_run
 
     n, size, epochs = 1200, 16, 5
     registry = write_registry(tmp_path, epochs=epochs, batch_size=8, early_stopping_patience=0)
@@ -239,12 +236,12 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     done = json.loads(state_path.read_text())["epochs_done"]
     assert 2 <= done < epochs
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running"  # killed, not finished
-    before = [r["epoch"] for r in read_history(run_dir)]
+    before = [r["epoch"] for r in Run(run_dir).history()]
     assert before == list(range(1, done + 1))
 
     job = resolve(registry)
-    result = resume_run(run_dir, job=job, dataset=tiny_dataset(tmp_path / "data", n=n, size=size), progress=False)
-    assert [r["epoch"] for r in read_history(run_dir)] == list(range(1, epochs + 1))
+    result = resume_run(run_dir, job=job, dataset=tiny_dataset(tmp_path / "data", n=n, size=size))
+    assert [r["epoch"] for r in Run(run_dir).history()] == list(range(1, epochs + 1))
     assert result.status == "completed" and result.epochs == epochs
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "completed" and info["resumed"] == 1
@@ -300,17 +297,21 @@ def test_rich_progress_on_a_terminal_and_plain_lines_otherwise(tmp_path, capsys)
 
     from rich.console import Console
 
-    from mathsym_zoo.train import train_model
+    from mathsym_zoo.training import train_model
 
     ds = tiny_dataset(tmp_path / "data")
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=True, width=120)
-    train_model(make_job(tmp_path / "live", epochs=2), "tiny-test", dataset=ds, progress=True, console=console)
+    from mathsym_zoo.cli.progress import training_display
+
+    job = make_job(tmp_path / "live", epochs=2)
+    train_model(job, "tiny-test", dataset=ds, callbacks=training_display(console, live=True, batch_size=16, epochs=2))
     text = buf.getvalue()
-    assert "img/s" in text and "epochs" in text and "val_accuracy" in text  # bar, then the epoch table
+    assert "img/s" in text and "val_accuracy" in text  # the live bar, then one line per epoch
     plain = io.StringIO()
-    train_model(make_job(tmp_path / "plain", epochs=2), "tiny-test", dataset=ds, progress=False,
-                console=Console(file=plain, force_terminal=False))
+    quiet = Console(file=plain, force_terminal=False)
+    train_model(make_job(tmp_path / "plain", epochs=2), "tiny-test", dataset=ds,
+                callbacks=training_display(quiet, live=False, batch_size=16, epochs=2))
     lines = [line for line in plain.getvalue().splitlines() if line.startswith("epoch ")]
     assert len(lines) == 2 and "\x1b[" not in plain.getvalue()
 
@@ -334,6 +335,6 @@ def test_train_command_and_resume_command(tmp_path, monkeypatch):
     again = runner.invoke(app, ["train", "--resume", str(run_dir), "--no-progress"])
     assert again.exit_code == 0, again.output
     assert "already finished" in again.output
-    assert [r["epoch"] for r in read_history(run_dir)] == [1]
+    assert [r["epoch"] for r in Run(run_dir).history()] == [1]
     bad = runner.invoke(app, ["train", "--resume", str(run_dir), "tiny-test"])
     assert bad.exit_code != 0

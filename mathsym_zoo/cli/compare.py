@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Annotated, Optional
@@ -12,7 +11,7 @@ from rich.markup import escape
 from typer.core import TyperCommand
 
 from .app import (PluginsDirOpt, ProgressOpt, RegistryOpt, SetOpt, SourceOpt, StrictOpt, app, console, load_job,
-                  progress_enabled)
+                  load_plugins, progress_enabled)
 
 #: What a bare ``--resume`` stands for: the newest comparison of the source (or --out).
 RESUME_LATEST = ":latest:"
@@ -70,9 +69,12 @@ def compare(
     import time
 
     from ..compare import compare as run_compare
-    from ..report import leaderboard_table
+    from ..data.cache import load_dataset
+    from ..report import leaderboard_table, write_comparison_report
+    from .progress import training_display
 
     started = time.perf_counter()
+    live = progress_enabled(progress)
     job = load_job(registry, source, set_, plugins_dir, strict)
     if resume is None:
         resume_arg: bool | Path = False
@@ -80,8 +82,12 @@ def compare(
         resume_arg = True
     else:
         resume_arg = Path(resume)
-    result = run_compare(job, models or None, out_dir=out, resume=resume_arg, progress=progress_enabled(progress),
-                         console=console)
+    dataset = load_dataset(job, progress=live)
+    result = run_compare(job, models or None, out_dir=out, resume=resume_arg, dataset=dataset,
+                         log=lambda line: console.print(escape(line), highlight=False, soft_wrap=True),
+                         callbacks=lambda: training_display(console, live=live, batch_size=job.train.batch_size,
+                                                            epochs=job.train.epochs))
+    write_comparison_report(result)
     n = result.rows[0]["n_test"] if result.rows else 0
     console.print(leaderboard_table(result.rows, title=f"{job.source.name}: {len(result.rows)} models on the same "
                                                        f"{n} test images", width=console.width))
@@ -92,26 +98,15 @@ def compare(
                   f"time     {wall:.0f}s", highlight=False, soft_wrap=True)
 
 
-SideOpt = Annotated[str, typer.Option("--side", help="Which images: test or val of the persisted split, or all.")]
-
-
-def _run_source(path: str) -> str | None:
-    """The registry source entry a run folder was trained on, if it says."""
-    from ..evaluate import resolve_model_path
-
-    try:
-        _, run_dir = resolve_model_path(path)
-        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8")) if run_dir else {}
-        return info.get("job", {}).get("source", {}).get("name")
-    except Exception:  # a bare .keras file, or an unreadable run.json: the registry's default
-        return None
+SideOpt = Annotated[str, typer.Option("--side", help="Which images: test or val of the split, or all.")]
 
 
 @app.command()
 def evaluate(
-    run_or_model: Annotated[str, typer.Argument(metavar="RUN_OR_MODEL", help="Run folder, or a .keras file (with "
-                                                "run.json or <name>.json beside it naming its classes).")],
-    source: SourceOpt = None,
+    run: Annotated[str, typer.Argument(metavar="RUN", help="Run folder, or a .keras file (with run.json or "
+                                                           "<name>.json beside it naming its classes).")],
+    source: Annotated[Optional[str], typer.Option("--source", "-s", help=(
+        "Evaluate on another source (default: the run's own recorded source and split)."))] = None,
     side: SideOpt = "test",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", show_default=False, help=(
         "Output folder (default: <run>/evaluations/<source>-<side>/)."))] = None,
@@ -121,23 +116,34 @@ def evaluate(
     strict: StrictOpt = False,
     progress: ProgressOpt = True,
 ):
-    """Evaluate a saved model on a source: scores, speed and an HTML report.
+    """Evaluate a run: scores, speed and an HTML report.
 
-    Labels the model doesn't know are reported and left out of the scores.
-    Without --source, the source the run was trained on.
+    Without --source, on the run's own source and split (the split hash is
+    checked, so "test" holds no training image). With --source, on another
+    source; the output says so. Labels the model doesn't know are reported
+    and left out of the scores.
     """
     from ..evaluate import SIDES, evaluate as run_evaluate
-    from ..report import leaderboard_table
+    from ..report import leaderboard_table, write_evaluation_report
+    from ..runs import Run
 
     if side not in SIDES:
         raise typer.BadParameter(f"expected one of {', '.join(SIDES)}, got {side!r}", param_hint="--side")
-    job = load_job(registry, source or _run_source(run_or_model), set_, plugins_dir, strict)
-    evaluation, folder = run_evaluate(job, run_or_model, side=side, out_dir=out, progress=progress_enabled(progress))
+    the_run = Run.open(run, require_record=False)
+    if source or not the_run.info.get("job"):
+        job = load_job(registry, source, set_, plugins_dir, strict)
+    else:  # the run's own job; --set may change e.g. data.cache_dir, the recorded split is still checked
+        job = the_run.job(plugins=load_plugins(plugins_dir, strict, registry), overrides=set_ or ()) if set_ else None
+    evaluation, folder = run_evaluate(the_run, job=job, side=side, out_dir=out, progress=progress_enabled(progress))
+    report = write_evaluation_report(folder, evaluation, evaluation.dataset, run=the_run)
+    where = job.source.name if job is not None else f"{the_run.source_name} (its training source)"
     row = {"rank": 1, "model": evaluation.model_name, "is_best": True, **evaluation.model_stats,
            **evaluation.summary()}
-    console.print(leaderboard_table([row], title=f"{evaluation.model_name} on {job.source.name} ({side}, "
-                                                 f"{evaluation.metrics['n']} images)", width=console.width))
+    console.print(leaderboard_table([row], title=f"{evaluation.model_name} on {where}, {side} side, "
+                                                 f"{evaluation.metrics['n']} images", width=console.width))
+    if evaluation.split_hash:
+        console.print(f"split    {evaluation.split_hash[:12]}", highlight=False)
     for note in evaluation.notes:
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
-    console.print(f"report   {folder / 'report.html'}\nresults  {folder / 'evaluation.json'}", highlight=False,
-                  soft_wrap=True)
+    console.print(f"report   {escape(str(report))}\nresults  {escape(str(folder / 'evaluation.json'))}",
+                  highlight=False, soft_wrap=True)

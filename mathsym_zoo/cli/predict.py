@@ -27,7 +27,7 @@ def _write_output(path: str, text: str) -> None:
     if path == "-":
         typer.echo(text, nl=False)
         return
-    from ..evaluate import atomic_write_text
+    from ..fileio import atomic_write_text
 
     atomic_write_text(Path(path), text)
 

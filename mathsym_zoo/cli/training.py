@@ -9,9 +9,11 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from ..errors import ConfigError
+from rich.markup import escape
+
+from ..errors import ConfigError, ZooError
 from .app import (PluginsDirOpt, ProgressOpt, RegistryOpt, SetOpt, SourceOpt, StrictOpt, app, console, load_job,
-                  progress_enabled)
+                  load_plugins, progress_enabled)
 
 
 @app.command()
@@ -65,35 +67,104 @@ def split(
     console.print(f"hash   {sp.hash}\nfile   {sp.path}", highlight=False, soft_wrap=True)
 
 
+def _display(job, live: bool) -> list:
+    from .progress import training_display
+
+    return training_display(console, live=live, batch_size=job.train.batch_size, epochs=job.train.epochs)
+
+
+def _log(line: str) -> None:
+    console.print(escape(line), highlight=False, soft_wrap=True)
+
+
 @app.command()
 def train(
-    model: Annotated[Optional[str], typer.Argument(help="A [models.X] entry of the registry, or an architecture name.")] = None,
+    model: Annotated[Optional[str], typer.Argument(help="A model entry of the registry ([models.NAME]), or an architecture name.")] = None,
     source: SourceOpt = None,
     registry: RegistryOpt = None,
     set_: SetOpt = None,
     plugins_dir: PluginsDirOpt = None,
     strict: StrictOpt = False,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run folder from its last completed epoch.")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", metavar="RUN", help=(
+        "Continue a run from its last completed epoch; with --set train.epochs=N, extend a finished one."))] = None,
+    init_from: Annotated[Optional[Path], typer.Option("--init-from", metavar="RUN", help=(
+        "Start from another run's weights (fine-tuning; a new classifier layer when the classes differ)."))] = None,
     progress: ProgressOpt = True,
 ):
-    """Train one model on the job's split and write a run folder (or resume one)."""
+    """Train one model on the job's split and write a run folder (or resume or extend one)."""
     live = progress_enabled(progress)
     if resume is not None:
-        if model or source or set_:
-            raise ConfigError("--resume continues a run with its recorded settings; drop MODEL, --source and --set")
-        from ..train import job_from_run, resume_run
-        from .app import load_plugins
-
-        plugins = load_plugins(plugins_dir, strict, registry) if plugins_dir else None
-        job = job_from_run(resume, plugins=plugins)
-        result = resume_run(resume, job=job, progress=live, console=console)
+        result = _resume(resume, model, source, set_, plugins_dir, strict, registry, init_from, live)
     else:
         if not model:
             raise ConfigError("name the model to train, e.g. `mathsym-zoo train notebook-cnn` "
-                              "(`mathsym-zoo models` lists them), or pass --resume RUN_DIR")
+                              "(`mathsym-zoo models` lists them), or pass --resume RUN")
         job = load_job(registry, source, set_, plugins_dir, strict)
         job.model(model)  # fail fast on an unknown name, before TensorFlow loads
-        from ..train import train_model
+        from ..data.cache import load_dataset
+        from ..training import train_model
 
-        result = train_model(job, model, progress=live, console=console)
-    console.print(f"run folder: {result.run_dir}", highlight=False, soft_wrap=True)
+        dataset = load_dataset(job, progress=live)
+        result = train_model(job, model, init_from=init_from, dataset=dataset, callbacks=_display(job, live), log=_log)
+    console.print(escape(result.summary_line()), highlight=False, soft_wrap=True)
+    console.print(f"run folder: {escape(str(result.run_dir))}", highlight=False, soft_wrap=True)
+
+
+def _resume(run_dir: Path, model, source, sets, plugins_dir, strict, registry, init_from, live: bool):
+    if model or source or init_from:
+        raise ConfigError("--resume continues a run with its recorded model and data; drop MODEL, --source and "
+                          "--init-from (use --set train.epochs=N to extend it)")
+    from ..runs import Run
+    from ..training import resume_run
+
+    run = Run.open(run_dir)
+    plugins = load_plugins(plugins_dir, strict, registry) if plugins_dir else None
+    probe = run.job(plugins=plugins, overrides=sets or ())
+    return resume_run(run.path, overrides=sets or (), job=probe, callbacks=_display(probe, live), log=_log)
+
+
+@app.command()
+def runs(
+    folders: Annotated[Optional[list[Path]], typer.Argument(metavar="[DIR]...", show_default=False, help=(
+        "Runs or comparison folders to search (default: the registry's runs and comparisons folders)."))] = None,
+    registry: RegistryOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+):
+    """List runs: model, source, split hash, status, epochs, best validation top-1, created."""
+    from ..runs import find_runs
+
+    roots = list(folders or ())
+    if not roots:
+        try:
+            job = load_job(registry, check_plugins=False)
+            roots = [job.runs_dir, job.comparisons_dir]
+        except ZooError:
+            roots = [Path("runs"), Path("comparisons")]
+    rows = [r.summary() for r in find_runs(roots)]
+    if json_out:
+        console.print_json(json.dumps(rows))
+        return
+    if not rows:
+        console.print(f"no runs under {', '.join(str(r) for r in roots)}; `mathsym-zoo train MODEL` makes one",
+                      highlight=False, soft_wrap=True)
+        return
+    console.print(_runs_table(rows, console.width, console.is_terminal))
+
+
+def _runs_table(rows: list[dict], width: int, terminal: bool):
+    from rich import box
+
+    cols = [("run", "run"), ("model", "model"), ("source", "source"), ("split", "split_hash"),
+            ("status", "status"), ("epochs", "epochs"), ("best val", "best_val_top1"), ("created", "created")]
+    if width < 110:  # fold: drop the columns a narrow terminal can least afford
+        cols = [c for c in cols if c[0] not in ("created", "split")]
+    table = Table(box=box.SIMPLE if terminal else None, show_edge=False, pad_edge=False)
+    for title, key in cols:
+        table.add_column(title, justify="right" if key in ("epochs", "best_val_top1") else "left",
+                         overflow="fold")
+    for r in rows:
+        cells = {**r, "split_hash": (r.get("split_hash") or "-")[:12],
+                 "best_val_top1": f"{r['best_val_top1']:.3f}" if r.get("best_val_top1") is not None else "-",
+                 "created": (r.get("created") or "-")[:16], "source": r.get("source") or "-"}
+        table.add_row(*(escape(str(cells.get(key, "-"))) for _, key in cols))
+    return table
