@@ -62,7 +62,14 @@ class ArchiveSource:
         self.origin = origin or str(path)  # what the user wrote, for messages
         self._fingerprint: str | None = None
 
-    def _check(self) -> None:
+    def check(self) -> None:
+        """The path exists and is a supported archive or folder (reads a few header bytes, no data)."""
+        self._exists()
+        from mathsym_zoo.data.archives import detect_format
+
+        detect_format(self.path)
+
+    def _exists(self) -> None:
         if not self.path.exists():
             raise DataError(
                 f"archive source: {self.origin!r} (resolved to {str(self.path)!r}) does not exist; set `path` "
@@ -73,7 +80,7 @@ class ArchiveSource:
     def format(self) -> str:
         from mathsym_zoo.data.archives import detect_format
 
-        self._check()
+        self._exists()
         return detect_format(self.path)
 
     def fingerprint(self) -> str:
@@ -101,7 +108,7 @@ class ArchiveSource:
     def records(self) -> Iterator:
         from mathsym_zoo.data.archives import archive_records
 
-        self._check()
+        self._exists()
         return archive_records(self.path, label_pattern=self.label_pattern, group_pattern=self.group_pattern)
 
     def metadata(self) -> dict[str, Any] | None:

@@ -81,18 +81,10 @@ def _to_pil(array: np.ndarray):
 
 
 def image_to_array(image) -> np.ndarray:
-    """uint8 HxWxC from a PIL image; transparency becomes white paper."""
-    from PIL import Image
+    """uint8 HxWxC from a PIL image of any mode (see :mod:`mathsym_zoo.data.images`)."""
+    from .images import to_array
 
-    mode = image.mode
-    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-        image = image.convert("L" if mode in ("LA", "La") else "RGB")
-    elif mode not in ("L", "RGB"):
-        image = image.convert("L" if mode in ("1", "I", "I;16", "I;16B", "I;16L", "F") else "RGB")
-    array = np.asarray(image, dtype=np.uint8)
-    return array[:, :, None] if array.ndim == 2 else array
+    return to_array(image)
 
 
 def decode_items(items: list[tuple[bytes | None, np.ndarray | None]], steps: list | None = None) -> list[tuple]:
@@ -101,6 +93,8 @@ def decode_items(items: list[tuple[bytes | None, np.ndarray | None]], steps: lis
     Each result is ``(pixels, shape, sha1, "WxH", mode)`` or ``(None, reason)``.
     """
     from PIL import Image
+
+    from .images import to_8bit
 
     steps = _STEPS if steps is None else steps
     out: list[tuple] = []
@@ -123,6 +117,7 @@ def decode_items(items: list[tuple[bytes | None, np.ndarray | None]], steps: lis
                 continue
         size, mode = f"{im.width}x{im.height}", im.mode
         try:
+            im = to_8bit(im)  # before the steps: they expect 8-bit pixels, upright, first frame
             for step in steps:
                 im = step.apply(im)
             array = image_to_array(im)
