@@ -60,6 +60,7 @@ def dataset_stats(dataset) -> dict[str, Any]:
         "duplicates": report.get("duplicates", {}),
         "under_two_labels": report.get("conflicts", {}),
         "skipped": report.get("skipped", {}),
+        "warnings": report.get("warnings", []),
         "cache": str(dataset.path),
     }
 
@@ -131,6 +132,8 @@ def info(
     for ex in conf.get("examples", [])[:5]:
         console.print(f"  same image as {escape(' / '.join(ex['labels']))}: {escape(', '.join(ex['paths']))}",
                       highlight=False)
+    for warning in stats["warnings"]:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
 
 
 # -- show ------------------------------------------------------------------------

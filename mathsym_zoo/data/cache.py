@@ -38,11 +38,13 @@ import numpy as np
 from ..errors import DataError
 from ..registry import fingerprint
 from .dataset import Dataset
+from .layout import layout_warnings
 
 CACHE_FORMAT = 1
 MANIFEST = "manifest.json"
 ARRAY_FILES = ("images.npy", "labels.npy", "paths.npy", "groups.npy", "hashes.npy")
 CHUNK = 256  # records per task: big enough to hide IPC costs, small enough for a smooth bar
+CHUNK_BYTES = 32 * 2**20  # ...and at most this much encoded data, so chunks in flight stay bounded
 HEADER_BYTES = 128  # reserved .npy header, filled in once the image count is known
 MAX_LISTED_SKIPS = 10_000
 
@@ -164,13 +166,14 @@ class _ImageStream:
         self.fh.close()
 
 
-def _chunks(records: Iterable, size: int) -> Iterator[list]:
-    chunk = []
+def _chunks(records: Iterable, size: int, max_bytes: int = CHUNK_BYTES) -> Iterator[list]:
+    chunk, held = [], 0
     for record in records:
         chunk.append(record)
-        if len(chunk) >= size:
+        held += len(record.data) if record.data is not None else 0
+        if len(chunk) >= size or held >= max_bytes:
             yield chunk
-            chunk = []
+            chunk, held = [], 0
     if chunk:
         yield chunk
 
@@ -309,11 +312,13 @@ def _report(ingest: _Ingest, class_names: list[str], labels: np.ndarray, seconds
     conflicts = {h: sorted(ls) for h, ls in labels_of.items() if len(ls) > 1}
     per_class = np.bincount(labels, minlength=len(class_names)) if len(labels) else np.zeros(0, int)
     n = len(ingest.labels)
+    per_class_counts = {name: int(c) for name, c in zip(class_names, per_class)}
     return {
         "members": ingest.members,
         "images": n,
         "classes": len(class_names),
-        "per_class": {name: int(c) for name, c in zip(class_names, per_class)},
+        "per_class": per_class_counts,
+        "warnings": layout_warnings(per_class_counts),
         "shape": list(ingest.shape or ()),
         "sizes": dict(ingest.sizes.most_common()),
         "modes": dict(ingest.modes.most_common()),
@@ -472,6 +477,8 @@ def load_dataset(job, *, progress: bool = True, console=None, rebuild: bool = Fa
     dataset = open_cache(folder, key=key)
     if progress:
         print_report(dataset.report, console, title=f"Ingested {job.source.name} into {folder}")
+    else:
+        print_warnings(dataset.report, console)
     return dataset
 
 
@@ -492,6 +499,14 @@ def _publish(tmp: Path, folder: Path) -> None:
 # -- reporting -------------------------------------------------------------------
 
 
+def print_warnings(report: dict[str, Any], console) -> None:
+    """The layout warnings of an ingest report (labels that look wrong), one line each."""
+    from rich.markup import escape
+
+    for warning in report.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+
+
 def print_report(report: dict[str, Any], console, *, title: str = "Ingest report", max_list: int = 10) -> None:
     """The ingest report: counts, skipped members by reason (with examples),
     duplicates and images found under two labels."""
@@ -510,6 +525,7 @@ def print_report(report: dict[str, Any], console, *, title: str = "Ingest report
                   highlight=False)
     for ex in conf.get("examples", [])[:3]:
         console.print(f"    {escape(' / '.join(ex['labels']))}: {escape(', '.join(ex['paths']))}", highlight=False)
+    print_warnings(report, console)
     skipped = report.get("skipped", {})
     if not skipped:
         console.print("  skipped: none", highlight=False)
