@@ -67,7 +67,7 @@ READ_CHUNK = 2**20
 
 def too_large(limit: int) -> str:
     """The skip reason for a member over ``limit`` bytes (one wording per limit)."""
-    return f"too large (over {limit / 2**20:g} MiB; raise the source's max_member_mb)"
+    return f"too large (over {limit / 2**20:.3g} MiB; raise the source's max_member_mb)"
 
 
 SKIP_RATIO = f"too large for its compressed size (over {MAX_RATIO}:1, a compression bomb)"
