@@ -132,6 +132,17 @@ def test_member_over_the_limit_is_a_counted_too_large_skip(tmp_path, cli, fmt):
     assert stats["skipped"] == {"too large (over 0.02 MiB; raise the source's max_member_mb)": 1}
 
 
+@pytest.mark.parametrize("fmt", ["zip", "tar.gz", "rar", "folder"])
+def test_a_member_declared_over_the_limit_is_skipped_without_reading_it(tmp_path, monkeypatch, fmt):
+    path = tmp_path / write_members(tmp_path, fmt, {**GOOD, BIG_NAME: BIG})
+    opened = []
+    real = archives._bounded_member
+    monkeypatch.setattr(archives, "_bounded_member", lambda name, fh, limit: opened.append(name) or real(name, fh, limit))
+    skips = {m.name: m.skip for m in archives.iter_members(path, max_bytes=20_000) if m.skip}
+    assert skips == {BIG_NAME: archives.too_large(20_000)}
+    assert BIG_NAME not in opened and len(opened) == len(GOOD)
+
+
 def test_zip_member_with_an_absurd_compression_ratio_is_refused(tmp_path, cli):
     with zipfile.ZipFile(tmp_path / "d.zip", "w") as zf:
         for name, data in GOOD.items():
