@@ -30,6 +30,7 @@ import numpy as np
 NATIVE_MODES = ("L", "RGB")
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 _GREY_ALPHA_MODES = ("LA", "La")
+_TAGGED_FORMATS = ("TIFF", "MPO")  # orientation in their own tags, not in info["exif"]
 
 
 def to_8bit(image):
@@ -38,7 +39,8 @@ def to_8bit(image):
 
     if getattr(image, "n_frames", 1) > 1 and image.tell() != 0:
         image.seek(0)
-    image = ImageOps.exif_transpose(image)
+    if "exif" in image.info or image.format in _TAGGED_FORMATS:  # parsing EXIF costs ~10% of a decode
+        image = ImageOps.exif_transpose(image)
     mode = image.mode
     if mode in NATIVE_MODES:
         return image
