@@ -95,14 +95,15 @@ class _Interrupts:
 
     @contextlib.contextmanager
     def watch(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
         previous = signal.getsignal(signal.SIGINT)
+        if (threading.current_thread() is not threading.main_thread()
+                or previous is None or previous == signal.SIG_IGN):
+            yield self  # handlers are set from Python in the main thread only; an ignored Ctrl-C stays ignored
+            return
 
         def on_sigint(signum, frame):
             self.real = True
-            if callable(previous) and previous not in (signal.SIG_IGN, signal.SIG_DFL):
+            if callable(previous) and previous != signal.SIG_DFL:
                 previous(signum, frame)
             raise KeyboardInterrupt
 
