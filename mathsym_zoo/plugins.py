@@ -8,6 +8,7 @@ is reported once and skipped; ``strict`` turns that into a :class:`PluginError`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import fnmatch
@@ -15,7 +16,6 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
-import contextlib
 import os
 import signal
 import sys
