@@ -132,8 +132,6 @@ def info(
     for ex in conf.get("examples", [])[:5]:
         console.print(f"  same image as {escape(' / '.join(ex['labels']))}: {escape(', '.join(ex['paths']))}",
                       highlight=False)
-    for warning in stats["warnings"]:
-        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
 
 
 # -- show ------------------------------------------------------------------------

@@ -456,7 +456,7 @@ def load_dataset(job, *, progress: bool = True, console=None, rebuild: bool = Fa
     folder = cache_folder(job, key)
     if folder.exists() and not rebuild:
         try:
-            return open_cache(folder, key=key)
+            return _open_existing(folder, key, console)
         except CacheInvalid as exc:
             console.print(f"[yellow]warning:[/] the dataset cache {folder} is not valid: {exc}; rebuilding it",
                           highlight=False, soft_wrap=True)
@@ -479,6 +479,13 @@ def load_dataset(job, *, progress: bool = True, console=None, rebuild: bool = Fa
         print_report(dataset.report, console, title=f"Ingested {job.source.name} into {folder}")
     else:
         print_warnings(dataset.report, console)
+    return dataset
+
+
+def _open_existing(folder: Path, key: str, console) -> Dataset:
+    """A valid cache; its layout warnings are repeated on every use, like a compiler's."""
+    dataset = open_cache(folder, key=key)
+    print_warnings(dataset.report, console)
     return dataset
 
 
