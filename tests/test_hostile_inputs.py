@@ -257,6 +257,18 @@ def test_bomb_ingests_with_peak_memory_below_1_gb(tmp_path, fmt, size):
     assert stats["skipped"] == {"too large (over 16 MiB; raise the source's max_member_mb)": 1}
 
 
+def test_rar_extraction_without_room_is_refused_before_it_starts(tmp_path, monkeypatch):
+    import collections
+
+    from mathsym_zoo.errors import DataError
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(archives.shutil, "disk_usage", lambda folder: usage(2**40, 2**40 - 2**20, 2**20))
+    with pytest.raises(DataError, match=r"would extract 2\.0 GiB, but .* has 0\.0 GiB free; set TMPDIR"):
+        archives._check_room(tmp_path / "big.rar", 2 * 2**30)
+    archives._check_room(tmp_path / "small.rar", 2**19)
+
+
 @pytest.mark.parametrize("value,message", [("0", "max_member_mb: input should be greater than 0"),
                                            ("inf", "max_member_mb: input should be a finite number")])
 def test_member_limit_is_validated(tmp_path, cli, value, message):

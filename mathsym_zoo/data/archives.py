@@ -383,6 +383,17 @@ def extracted_rar(archive: str | Path) -> Iterator[Path]:
         shutil.rmtree(sandbox, ignore_errors=True)
 
 
+def _check_room(archive: Path, need: int) -> None:
+    """Refuse an extraction that the temporary folder has no room for (by the declared
+    sizes), rather than fill the disk and fail half-way."""
+    folder = tempfile.gettempdir()
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise DataError(f"{str(archive)!r} would extract {need / 2**30:.1f} GiB, but {folder} has "
+                        f"{free / 2**30:.1f} GiB free; set TMPDIR to a folder on a bigger disk, or extract the "
+                        "archive yourself and point the source at the folder")
+
+
 def _read_inside(root: Path, name: str, max_bytes: int) -> Member:
     """``root/name`` if it is a regular file reached without links and within the limit."""
     full = root / name
@@ -441,6 +452,7 @@ def _rar_members(path: Path, select: Select, max_bytes: int) -> Iterator[Member]
                     member = Member(info.filename, skip=SKIP_UNREADABLE)
                 yield member
             return
+    _check_room(path, sum(info.file_size for info in infos if not info.is_dir()))
     with extracted_rar(path) as root:
         for info, reason in plan:
             if reason:
