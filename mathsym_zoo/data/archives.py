@@ -235,9 +235,9 @@ def _folder_members(root: Path, select: Select, max_bytes: int) -> Iterator[Memb
             try:
                 with open(full, "rb") as fh:  # bounded: the file may have grown since lstat
                     member = _bounded_member(name, fh, max_bytes)
-                yield member
             except OSError:
-                yield Member(name, skip=SKIP_UNREADABLE)
+                member = Member(name, skip=SKIP_UNREADABLE)
+            yield member
 
 
 def _zip_members(path: Path, select: Select, max_bytes: int) -> Iterator[Member]:
