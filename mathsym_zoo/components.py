@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -18,9 +19,10 @@ HOOK_FOR_KIND: dict[str, str] = {
 
 
 class Params(BaseModel):
-    """Base class for component parameters: frozen, unknown keys rejected."""
+    """Base class for component parameters: frozen, unknown keys rejected, floats finite."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf/nan are never a meaningful setting and poison training silently (NaN losses).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,3 +68,51 @@ class Preprocessor:
 
     def keras_layer(self):  # -> keras.layers.Layer
         raise NotImplementedError
+
+
+# -- calling plugin code ------------------------------------------------------
+
+
+def plugin_failure(component: Component, what: str, exc: BaseException):
+    """The :class:`PluginError` for an exception raised by ``component``'s plugin code."""
+    from .errors import PluginError
+
+    text = " ".join(str(exc).split()) or "(no message)"
+    return PluginError(f"{component.kind} {component.name!r} of plugin {component.plugin!r} failed in {what}: "
+                       f"{type(exc).__name__}: {text}. This is a problem in the plugin; run with --debug for "
+                       f"the traceback, or report it to the plugin's author")
+
+
+@contextlib.contextmanager
+def plugin_code(component: Component, what: str) -> Iterator[None]:
+    """Turn an exception from plugin code into one :class:`PluginError` naming the
+    plugin, the component and the message. Our own user errors (``ZooError``) pass
+    unchanged; so does Ctrl-C. ``SystemExit`` is caught: a plugin must not end the program."""
+    from .errors import ZooError
+
+    try:
+        yield
+    except ZooError:
+        raise
+    except (Exception, SystemExit) as exc:
+        raise plugin_failure(component, what, exc) from exc
+
+
+def call_factory(component: Component, *args: Any) -> Any:
+    """``component.factory(*args)``, with its exceptions made one clear error (see :func:`plugin_code`)."""
+    with plugin_code(component, "its factory"):
+        return component.factory(*args)
+
+
+def guarded_iter(component: Component, make: Callable[[], Iterable[Any]], what: str) -> Iterator[Any]:
+    """Iterate over what plugin code ``make()`` returns; an exception when making it or
+    mid-stream becomes one clear error (see :func:`plugin_code`)."""
+    with plugin_code(component, what):
+        iterator = iter(make())
+    while True:
+        with plugin_code(component, what):
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+        yield item

@@ -55,8 +55,32 @@ def json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def finite_json(obj: Any) -> Any:
+    """``obj`` with every NaN / infinite float (also numpy ones, also inside arrays) as None."""
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return finite_json(obj.tolist())
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, default=json_default, allow_nan=True) + "\n")
+    """``obj`` as JSON; NaN and infinities are written as null.
+
+    Python's json writes bare ``NaN``/``Infinity``, which is not JSON: browsers,
+    jq and most other readers reject the whole file. null says "no value" in a
+    way every reader understands; allow_nan=False then guarantees none slipped through.
+    """
+    text = json.dumps(finite_json(obj), indent=2, default=json_default, allow_nan=False)
+    atomic_write_text(path, text + "\n")
 
 
 def atomic_copy(src: str | Path, dst: str | Path) -> None:

@@ -8,6 +8,7 @@ is reported once and skipped; ``strict`` turns that into a :class:`PluginError`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import fnmatch
@@ -16,7 +17,9 @@ import importlib.metadata
 import importlib.util
 import inspect
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Any, Iterable
@@ -84,6 +87,33 @@ def _short_error(exc: BaseException) -> str:
     return text
 
 
+class _Interrupts:
+    """Tells a real Ctrl-C apart from a plugin raising KeyboardInterrupt itself."""
+
+    def __init__(self) -> None:
+        self.real = False
+
+    @contextlib.contextmanager
+    def watch(self):
+        previous = signal.getsignal(signal.SIGINT)
+        if (threading.current_thread() is not threading.main_thread()
+                or previous is None or previous == signal.SIG_IGN):
+            yield self  # handlers are set from Python in the main thread only; an ignored Ctrl-C stays ignored
+            return
+
+        def on_sigint(signum, frame):
+            self.real = True
+            if callable(previous) and previous != signal.SIG_DFL:
+                previous(signum, frame)
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, on_sigint)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
 class PluginSet:
     """The loaded plugins and every component they registered."""
 
@@ -101,6 +131,7 @@ class PluginSet:
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
         self.problems: list[PluginProblem] = []
+        self.available: set[str] = set()  # every plugin name seen, loaded or filtered out
         self.components: dict[str, dict[str, Component]] = {k: {} for k in KINDS}
         if entry_points:
             self._load_entry_points()
@@ -111,7 +142,42 @@ class PluginSet:
     # -- loading ---------------------------------------------------------
 
     def _wanted(self, name: str) -> bool:
+        self.available.add(name)
         return self.only is None or name in self.only
+
+    def filter_note(self) -> str | None:
+        """What MATHSYM_ZOO_PLUGINS hid, when it names plugins that do not exist."""
+        if self.only is None:
+            return None
+        unknown = sorted(self.only - self.available)
+        if not unknown:
+            return None
+        loaded = sorted(self.infos)
+        return (f"{ENV_ONLY}={','.join(sorted(self.only))} loads only the plugins named there, and "
+                f"{', '.join(map(repr, unknown))} matched no plugin; "
+                + (f"loaded: {', '.join(loaded)}" if loaded else "so no plugin at all is loaded")
+                + f". Available plugins: {', '.join(sorted(self.available)) or '(none)'}. "
+                f"Fix the names or unset {ENV_ONLY}")
+
+    def _run_plugin_code(self, plugin: str, where: str, code, what: str) -> bool:
+        """Run a plugin's import or hook; True when it ran. Its exceptions, ``SystemExit``
+        and a ``KeyboardInterrupt`` it raises itself skip the plugin; a real Ctrl-C stops."""
+        interrupts = _Interrupts()
+        with interrupts.watch():
+            try:
+                code()
+                return True
+            except KeyboardInterrupt:
+                if interrupts.real:
+                    raise
+                self._problem(plugin, where, f"raised KeyboardInterrupt {what}")
+            except SystemExit as exc:
+                self._problem(plugin, where, f"called sys.exit({exc.code!r}) {what}")
+            except PluginError as exc:
+                self._problem(plugin, where, str(exc))
+            except Exception as exc:
+                self._problem(plugin, where, exc)
+        return False
 
     def _problem(self, plugin: str, where: str, exc: BaseException | str) -> None:
         error = exc if isinstance(exc, str) else _short_error(exc)
@@ -138,11 +204,10 @@ class PluginSet:
                 continue
             dist = ep.dist
             origin = f"entry point {ep.value}" + (f" ({dist.name})" if dist else "")
-            try:
-                module = ep.load()
-            except Exception as exc:
-                self._problem(ep.name, origin, exc)
+            loaded: list[Any] = []
+            if not self._run_plugin_code(ep.name, origin, lambda: loaded.append(ep.load()), "while importing"):
                 continue
+            module = loaded[0]
             builtin = ep.value.startswith("mathsym_zoo_plugins")
             self._add(module, ep.name, PluginInfo(ep.name, dist.version if dist else None, origin, builtin=builtin))
 
@@ -163,16 +228,16 @@ class PluginSet:
             if not self._wanted(name):
                 continue
             module_name = f"mathsym_zoo_local_{abs(hash(str(file.resolve()))):x}_{name}"
+            spec = importlib.util.spec_from_file_location(module_name, file)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module  # so pickling and dataclasses work
+            ok = False
             try:
-                spec = importlib.util.spec_from_file_location(module_name, file)
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[module_name] = module  # so pickling and dataclasses work
-                spec.loader.exec_module(module)
-            except BaseException as exc:
-                sys.modules.pop(module_name, None)
-                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                    raise
-                self._problem(name, str(file), exc)
+                ok = self._run_plugin_code(name, str(file), lambda: spec.loader.exec_module(module), "while importing")
+            finally:
+                if not ok:
+                    sys.modules.pop(module_name, None)
+            if not ok:
                 continue
             self._add(module, name, PluginInfo(name, getattr(module, "__version__", None), str(file)))
 
@@ -203,11 +268,9 @@ class PluginSet:
                 def register(name, *, summary, params, factory, _kind=kind, _plugin=plugin, _found=found):
                     _found.append(_check_component(_kind, name, summary, params, factory, _plugin))
 
-                try:
-                    impl.function(register=register)
-                except Exception as exc:
-                    where = self.infos[plugin].origin if plugin in self.infos else "?"
-                    self._problem(plugin, where, exc if not isinstance(exc, PluginError) else str(exc))
+                where = self.infos[plugin].origin if plugin in self.infos else "?"
+                if not self._run_plugin_code(plugin, where, lambda: impl.function(register=register),
+                                             f"in its {hook_name} hook"):
                     continue
                 for comp in found:
                     other = self.components[kind].get(comp.name)
@@ -239,6 +302,9 @@ class PluginSet:
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         prefix = f"{where}: " if where else ""
+        if self.only is not None:  # the filter may be why nothing matches
+            note = self.filter_note() or f"{ENV_ONLY}={','.join(sorted(self.only))} limits which plugins load"
+            hint += f" ({note}.)"
         raise ConfigError(
             f"{prefix}unknown {kind} {name!r}.{hint} Registered {kind}s: {', '.join(known) or '(none)'}. "
             f"A new {kind} is made known by a plugin: a file in `plugin_paths` (or --plugins-dir) "

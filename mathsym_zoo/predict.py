@@ -268,7 +268,9 @@ class Classifier:
 
     def preprocess(self, image: Any) -> np.ndarray:
         """One image (path, PIL image or uint8 array) as the model input: uint8 (H, W, C)."""
-        pil = _to_pil(image)
+        from .data.images import to_8bit
+
+        pil = to_8bit(_to_pil(image))  # as ingest does before the steps: 8-bit, upright, first frame
         for step in self.steps:
             pil = step.apply(pil)
         h, w, c = self.input_shape
@@ -362,6 +364,7 @@ def build_offline_steps(preprocessing: list[dict[str, Any]], plugins=None) -> li
     """Rebuild offline preprocessors from resolved dicts, through the plugin system."""
     from pydantic import ValidationError
 
+    from .components import call_factory
     from .plugins import PluginSet
 
     steps = []
@@ -376,7 +379,7 @@ def build_offline_steps(preprocessing: list[dict[str, Any]], plugins=None) -> li
         except ValidationError as exc:
             raise ConfigError(f"{where}: parameters recorded in the run no longer validate: "
                               f"{exc.errors(include_url=False)[0]['msg']}") from None
-        step = component.factory(params)
+        step = call_factory(component, params)
         if getattr(step, "stage", "offline") == "offline":
             steps.append(step)  # online steps are layers inside the model
     return steps

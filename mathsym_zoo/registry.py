@@ -19,7 +19,7 @@ from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .components import BuildContext, Component, Kind
+from .components import BuildContext, Component, Kind, call_factory
 from .errors import ConfigError
 from .plugins import PluginSet
 
@@ -28,7 +28,8 @@ ENV_CACHE = "MATHSYM_ZOO_CACHE"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf/nan (e.g. --set train.learning_rate=inf) would train to NaN losses: refuse them here.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataConfig(_Strict):
@@ -139,10 +140,14 @@ class Job:
         return self.context.resolve(self.train.comparisons_dir)
 
     def build_source(self):
-        return self.source.component.factory(self.source.params, self.context)
+        """The source, its plugin's exceptions reported as one clear error (``GuardedSource``)."""
+        from .sources import GuardedSource
+
+        component = self.source.component
+        return GuardedSource(call_factory(component, self.source.params, self.context), component)
 
     def build_preprocessors(self) -> list:
-        return [p.component.factory(p.params) for p in self.preprocessing]
+        return [call_factory(p.component, p.params) for p in self.preprocessing]
 
     def model(self, name: str) -> Resolved:
         """A model entry by name; a bare architecture name gets its defaults."""

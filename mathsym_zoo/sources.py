@@ -42,3 +42,45 @@ class Source(Protocol):
     def metadata(self) -> dict[str, Any] | None:
         """Croissant-style metadata (name, date_published, license, url,
         citation, description) or None when the source has none."""
+
+
+class GuardedSource:
+    """A source built by a plugin, whose methods report the plugin's exceptions as one
+    clear error naming the plugin and the component (``components.plugin_code``).
+
+    ``records()`` is guarded item by item, so an exception mid-stream stops the ingest
+    with that error (the cache's temporary folder is then removed). Other attributes
+    are the wrapped source's own.
+    """
+
+    def __init__(self, source: Any, component: Any) -> None:
+        self.wrapped = source
+        self.component = component
+
+    def _call(self, method: str, *args: Any) -> Any:
+        from .components import plugin_code
+
+        with plugin_code(self.component, f"{method}()"):
+            return getattr(self.wrapped, method)(*args)
+
+    def fingerprint(self) -> str:
+        return self._call("fingerprint")
+
+    def describe(self) -> dict[str, Any]:
+        return self._call("describe")
+
+    def metadata(self) -> dict[str, Any] | None:
+        return self._call("metadata")
+
+    def records(self) -> Iterator[Record]:
+        from .components import guarded_iter
+
+        return guarded_iter(self.component, self.wrapped.records, "records()")
+
+    def check(self) -> None:
+        """The source's own cheap checks (files present...) when it has any; reads no data."""
+        if callable(getattr(self.wrapped, "check", None)):
+            self._call("check")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)

@@ -24,14 +24,10 @@ class Grayscale(Preprocessor):
         self.params = params
 
     def apply(self, image):
-        from PIL import Image
+        from mathsym_zoo.data.images import to_8bit
 
-        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-            # Transparent pixels become white paper, not black ink.
-            rgba = image.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            image = Image.alpha_composite(background, rgba)
-        return image.convert("L")
+        # 16-bit and float images scaled (not clipped), transparent pixels white paper.
+        return to_8bit(image).convert("L")
 
 
 class ResizePadParams(Params):

@@ -36,6 +36,8 @@ class PatternParams(Params):
     group_pattern: str | None = Field(
         None, description="regex giving a group id (e.g. writer or source expression) kept on one side of the split")
     croissant: str | None = Field(None, description="local Croissant JSON-LD file describing the data")
+    max_member_mb: float = Field(16.0, gt=0, description="members larger than this (MiB, uncompressed) are skipped "
+                                                         "as too large, never read whole")
 
     @field_validator("label_pattern", "group_pattern")
     @classmethod
@@ -53,16 +55,25 @@ class ArchiveSource:
     kind = "archive"
 
     def __init__(self, path: Path, *, label_pattern: str | None = None, group_pattern: str | None = None,
-                 croissant: Path | None = None, cache_dir: Path | None = None, origin: str | None = None) -> None:
+                 croissant: Path | None = None, cache_dir: Path | None = None, origin: str | None = None,
+                 max_member_mb: float = 16.0) -> None:
         self.path = Path(path)
         self.label_pattern = label_pattern
         self.group_pattern = group_pattern
         self.croissant = croissant
         self.cache_dir = cache_dir
         self.origin = origin or str(path)  # what the user wrote, for messages
+        self.max_member_bytes = int(max_member_mb * 2**20)
         self._fingerprint: str | None = None
 
-    def _check(self) -> None:
+    def check(self) -> None:
+        """The path exists and is a supported archive or folder (reads a few header bytes, no data)."""
+        self._exists()
+        from mathsym_zoo.data.archives import detect_format
+
+        detect_format(self.path)
+
+    def _exists(self) -> None:
         if not self.path.exists():
             raise DataError(
                 f"archive source: {self.origin!r} (resolved to {str(self.path)!r}) does not exist; set `path` "
@@ -73,7 +84,7 @@ class ArchiveSource:
     def format(self) -> str:
         from mathsym_zoo.data.archives import detect_format
 
-        self._check()
+        self._exists()
         return detect_format(self.path)
 
     def fingerprint(self) -> str:
@@ -101,8 +112,9 @@ class ArchiveSource:
     def records(self) -> Iterator:
         from mathsym_zoo.data.archives import archive_records
 
-        self._check()
-        return archive_records(self.path, label_pattern=self.label_pattern, group_pattern=self.group_pattern)
+        self._exists()
+        return archive_records(self.path, label_pattern=self.label_pattern, group_pattern=self.group_pattern,
+                               max_member_bytes=self.max_member_bytes)
 
     def metadata(self) -> dict[str, Any] | None:
         if self.croissant is None:
@@ -123,6 +135,7 @@ def build_archive(params: ArchiveParams, context: BuildContext) -> ArchiveSource
         croissant=context.resolve(params.croissant) if params.croissant else None,
         cache_dir=context.cache_dir,
         origin=params.path,
+        max_member_mb=params.max_member_mb,
     )
 
 

@@ -149,7 +149,8 @@ class KaggleSource:
                 f"(it holds: {', '.join(present) or 'nothing'}); set the source's `archive` to the file or "
                 "folder with the images")
         return ArchiveSource(target, label_pattern=self.params.label_pattern,
-                             group_pattern=self.params.group_pattern, cache_dir=self.context.cache_dir)
+                             group_pattern=self.params.group_pattern, cache_dir=self.context.cache_dir,
+                             max_member_mb=self.params.max_member_mb)
 
     def fingerprint(self) -> str:
         # A Kaggle version is immutable: its number identifies the data.

@@ -25,6 +25,28 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
+#: "1"/"true": like --debug.
+ENV_DEBUG = "MATHSYM_ZOO_DEBUG"
+_debug = {"on": False}  # set by the --debug option of this run
+
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option(
+        "--debug", help=f"Show the Python traceback behind an error (for bug reports; or {ENV_DEBUG}=1).")] = False):
+    """A plugin-based model zoo for handwritten math-symbol classification."""
+    _debug["on"] = debug
+
+
+def debug_enabled() -> bool:
+    return _debug["on"] or os.environ.get(ENV_DEBUG, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _print_traceback(exc: BaseException) -> None:
+    """The traceback of ``exc`` and what caused it (a plugin's own exception)."""
+    import traceback
+
+    err_console.print("".join(traceback.format_exception(exc)), highlight=False, markup=False, soft_wrap=True)
+
 # Shared options, reused by every command that resolves a job.
 RegistryOpt = Annotated[Optional[Path], typer.Option("--registry", "-r", help="registry.toml to use (default: ./registry.toml).")]
 SourceOpt = Annotated[Optional[str], typer.Option("--source", "-s", help="Source entry of the registry (or a source plugin) to use.")]
@@ -38,6 +60,9 @@ def show_problems(plugins) -> None:
     """Report each skipped plugin once, on stderr."""
     for problem in plugins.problems:
         err_console.print(f"[yellow]warning:[/] {escape(problem.message())}", highlight=False, soft_wrap=True)
+    note = plugins.filter_note()
+    if note:
+        err_console.print(f"[yellow]warning:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
 
 def load_job(registry=None, source=None, sets=None, plugins_dir=None, strict=False, *, check_plugins=True):
@@ -82,9 +107,12 @@ def run(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover - older Typer depends on Click
         from click import exceptions as click_exc
 
+    _debug["on"] = False
     try:
         result = app(args=argv, standalone_mode=False, prog_name="mathsym-zoo")
     except ZooError as exc:
+        if debug_enabled():
+            _print_traceback(exc)
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return exc.exit_code
     except (typer.Exit, getattr(click_exc, "Exit", typer.Exit)) as exc:

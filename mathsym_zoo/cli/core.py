@@ -119,6 +119,7 @@ def check(
 ):
     """Validate a registry and print the resolved job (exit 0 valid, 1 invalid)."""
     job = load_job(registry_arg or registry, source, set_, plugins_dir, strict)
+    job.build_source().check()  # what can be known without reading data: files exist, formats
     resolved = job.to_dict()
     if json_out:
         console.print_json(json.dumps(resolved))

@@ -60,6 +60,7 @@ def dataset_stats(dataset) -> dict[str, Any]:
         "duplicates": report.get("duplicates", {}),
         "under_two_labels": report.get("conflicts", {}),
         "skipped": report.get("skipped", {}),
+        "warnings": report.get("warnings", []),
         "cache": str(dataset.path),
     }
 

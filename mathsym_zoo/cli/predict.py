@@ -33,10 +33,13 @@ def _write_output(path: str, text: str) -> None:
 
 
 def predictions_json(preds, model: str, top_k: int) -> str:
+    from ..fileio import finite_json
+
     ok = [p.to_dict() for p in preds if p.ok]
     errors = [p.to_dict() for p in preds if not p.ok]
-    return json.dumps({"model": model, "top_k": top_k, "count": len(preds), "failed": len(errors),
-                       "predictions": ok, "errors": errors}, indent=2) + "\n"
+    data = {"model": model, "top_k": top_k, "count": len(preds), "failed": len(errors),
+            "predictions": ok, "errors": errors}
+    return json.dumps(finite_json(data), indent=2, allow_nan=False) + "\n"  # NaN is not JSON: null
 
 
 def predictions_csv(preds, top_k: int) -> str:

@@ -5,6 +5,12 @@ sorted paths for folders) and never trusts member names: absolute names,
 ``..`` components and links are reported as skipped members instead of being
 read. Nothing here writes outside a temporary folder it owns.
 
+No member is ever held whole before its size is known: members whose declared
+size is over a limit (default 16 MiB), or which claim an absurd compression
+ratio, are skipped as "too large" without being read, and the others are read
+in chunks that stop at the limit (declared sizes can lie). Memory per member is
+thus bounded by the limit, whatever the archive says.
+
 RAR members stored without compression are read by ``rarfile`` itself.
 Compressed ones need an external tool; rather than one process per member
 (rarfile's default: ~32 ms each), the whole archive is extracted once into a
@@ -49,6 +55,22 @@ SKIP_ENCRYPTED = "encrypted member"
 SKIP_UNREADABLE = "unreadable archive member"
 SKIP_MACOS = "macOS metadata file"
 SKIP_NO_LABEL = "no label"
+
+#: Default limit on one member's uncompressed size: far above any symbol image.
+DEFAULT_MAX_MEMBER_BYTES = 16 * 2**20
+#: A member over RATIO_FLOOR bytes that is more than MAX_RATIO times its compressed
+#: size is refused (deflate cannot exceed about 1032:1; only blank filler gets near).
+MAX_RATIO = 1000
+RATIO_FLOOR = 2**20
+READ_CHUNK = 2**20
+
+
+def too_large(limit: int) -> str:
+    """The skip reason for a member over ``limit`` bytes (one wording per limit)."""
+    return f"too large (over {limit / 2**20:.3g} MiB; raise the source's max_member_mb)"
+
+
+SKIP_RATIO = f"too large for its compressed size (over {MAX_RATIO}:1, a compression bomb)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,22 +131,18 @@ def detect_format(path: Path) -> str:
     )
 
 
-def iter_members(path: str | Path, select: Select = _read_all) -> Iterator[Member]:
+def iter_members(path: str | Path, select: Select = _read_all, *,
+                 max_bytes: int = DEFAULT_MAX_MEMBER_BYTES) -> Iterator[Member]:
     """Every regular file of the archive or folder at ``path``, in a stable order.
 
     ``select(name, size)`` may return a skip reason so a member is reported
-    without its bytes being read. Directories are not members.
+    without its bytes being read. Directories are not members. A member over
+    ``max_bytes`` (declared or actual) is skipped as too large, never held whole.
     """
     path = Path(path)
     fmt = detect_format(path)
-    if fmt == "folder":
-        yield from _folder_members(path, select)
-    elif fmt == "zip":
-        yield from _zip_members(path, select)
-    elif fmt == "rar":
-        yield from _rar_members(path, select)
-    else:
-        yield from _tar_members(path, select)
+    reader = {"folder": _folder_members, "zip": _zip_members, "rar": _rar_members}.get(fmt, _tar_members)
+    yield from reader(path, select, max_bytes)
 
 
 def count_members(path: str | Path) -> int | None:
@@ -150,10 +168,35 @@ def count_members(path: str | Path) -> int | None:
 # -- readers -------------------------------------------------------------------
 
 
-def _checked(name: str, size: int, select: Select, links: set[str] = frozenset()) -> str | None:
+def _checked(name: str, size: int, select: Select, max_bytes: int, links: set[str] = frozenset(),
+             packed: int | None = None) -> str | None:
+    """Why a member is skipped before reading it (``packed``: its compressed size when known)."""
     if is_unsafe(name) or _under_link(name, links):
         return SKIP_UNSAFE
-    return select(name, size)
+    reason = select(name, size)
+    if reason is None and size > max_bytes:
+        reason = too_large(max_bytes)
+    if reason is None and packed is not None and size > RATIO_FLOOR and size > MAX_RATIO * max(packed, 1):
+        reason = SKIP_RATIO
+    return reason
+
+
+def _read_bounded(fh, limit: int) -> bytes | None:
+    """At most ``limit`` bytes of ``fh``, read in chunks; None when there are more."""
+    parts, total = [], 0
+    while True:
+        chunk = fh.read(min(READ_CHUNK, limit + 1 - total))
+        if not chunk:
+            return b"".join(parts)
+        total += len(chunk)
+        if total > limit:
+            return None
+        parts.append(chunk)
+
+
+def _bounded_member(name: str, fh, limit: int) -> Member:
+    data = _read_bounded(fh, limit)
+    return Member(name, data) if data is not None else Member(name, skip=too_large(limit))
 
 
 def _under_link(name: str, links: set[str]) -> bool:
@@ -164,7 +207,7 @@ def _under_link(name: str, links: set[str]) -> bool:
     return any("/".join(parts[:i]).rstrip("/") in links for i in range(1, len(parts)))
 
 
-def _folder_members(root: Path, select: Select) -> Iterator[Member]:
+def _folder_members(root: Path, select: Select, max_bytes: int) -> Iterator[Member]:
     real_root = os.path.realpath(root)
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
@@ -185,18 +228,19 @@ def _folder_members(root: Path, select: Select) -> Iterator[Member]:
             elif not stat.S_ISREG(st.st_mode):
                 yield Member(name, skip=SKIP_SPECIAL)
                 continue
-            reason = _checked(name, st.st_size, select)
+            reason = _checked(name, st.st_size, select, max_bytes)
             if reason:
                 yield Member(name, skip=reason)
                 continue
             try:
-                with open(full, "rb") as fh:
-                    yield Member(name, fh.read())
+                with open(full, "rb") as fh:  # bounded: the file may have grown since lstat
+                    member = _bounded_member(name, fh, max_bytes)
             except OSError:
-                yield Member(name, skip=SKIP_UNREADABLE)
+                member = Member(name, skip=SKIP_UNREADABLE)
+            yield member
 
 
-def _zip_members(path: Path, select: Select) -> Iterator[Member]:
+def _zip_members(path: Path, select: Select, max_bytes: int) -> Iterator[Member]:
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -211,19 +255,21 @@ def _zip_members(path: Path, select: Select) -> Iterator[Member]:
             if name.rstrip("/") in links:
                 yield Member(name, skip=SKIP_LINK)
                 continue
-            reason = _checked(name, info.file_size, select, links)
+            reason = _checked(name, info.file_size, select, max_bytes, links, packed=info.compress_size)
             if reason is None and info.flag_bits & 0x1:
                 reason = SKIP_ENCRYPTED
             if reason:
                 yield Member(name, skip=reason)
                 continue
             try:
-                yield Member(name, zf.read(info))
+                with zf.open(info) as fh:
+                    member = _bounded_member(name, fh, max_bytes)
             except Exception:  # bad CRC, unsupported method, truncated data
-                yield Member(name, skip=SKIP_UNREADABLE)
+                member = Member(name, skip=SKIP_UNREADABLE)
+            yield member
 
 
-def _tar_members(path: Path, select: Select) -> Iterator[Member]:
+def _tar_members(path: Path, select: Select, max_bytes: int) -> Iterator[Member]:
     # Stream mode: one forward pass, also for compressed tars.
     try:
         tf = tarfile.open(path, mode="r|*")
@@ -243,12 +289,13 @@ def _tar_members(path: Path, select: Select) -> Iterator[Member]:
                 if not info.isreg():
                     yield Member(name, skip=SKIP_SPECIAL)
                     continue
-                reason = _checked(name, info.size, select, links)
+                # Stream mode skips an unread member by reading through it in small blocks.
+                reason = _checked(name, info.size, select, max_bytes, links)
                 if reason:
                     yield Member(name, skip=reason)
                     continue
                 fh = tf.extractfile(info)
-                yield Member(name, fh.read() if fh is not None else b"")
+                yield _bounded_member(name, fh, max_bytes) if fh is not None else Member(name, b"")
         except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
             raise DataError(
                 f"{str(path)!r} is damaged or truncated ({type(exc).__name__}: {exc}); re-download or re-create it"
@@ -336,22 +383,36 @@ def extracted_rar(archive: str | Path) -> Iterator[Path]:
         shutil.rmtree(sandbox, ignore_errors=True)
 
 
-def _read_inside(root: Path, name: str) -> bytes | None:
-    """Bytes of ``root/name`` if it is a regular file reached without links."""
+def _check_room(archive: Path, need: int) -> None:
+    """Refuse an extraction that the temporary folder has no room for (by the declared
+    sizes), rather than fill the disk and fail half-way."""
+    folder = tempfile.gettempdir()
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise DataError(f"{str(archive)!r} would extract {need / 2**30:.1f} GiB, but {folder} has "
+                        f"{free / 2**30:.1f} GiB free; set TMPDIR to a folder on a bigger disk, or extract the "
+                        "archive yourself and point the source at the folder")
+
+
+def _read_inside(root: Path, name: str, max_bytes: int) -> Member:
+    """``root/name`` if it is a regular file reached without links and within the limit."""
     full = root / name
     real_root = os.path.realpath(root)
     if os.path.realpath(full) != os.path.normpath(os.path.join(real_root, name)):
-        return None  # some component is a link
+        return Member(name, skip=SKIP_UNREADABLE)  # some component is a link
     try:
-        if not stat.S_ISREG(os.lstat(full).st_mode):
-            return None
+        st = os.lstat(full)
+        if not stat.S_ISREG(st.st_mode):
+            return Member(name, skip=SKIP_UNREADABLE)
+        if st.st_size > max_bytes:  # the extracted size, whatever the header said
+            return Member(name, skip=too_large(max_bytes))
         with open(full, "rb") as fh:
-            return fh.read()
+            return _bounded_member(name, fh, max_bytes)
     except OSError:
-        return None
+        return Member(name, skip=SKIP_UNREADABLE)
 
 
-def _rar_members(path: Path, select: Select) -> Iterator[Member]:
+def _rar_members(path: Path, select: Select, max_bytes: int) -> Iterator[Member]:
     import rarfile
 
     try:
@@ -373,7 +434,7 @@ def _rar_members(path: Path, select: Select) -> Iterator[Member]:
             if name.rstrip("/") in links:
                 reason = SKIP_LINK
             else:
-                reason = _checked(name, info.file_size, select, links)
+                reason = _checked(name, info.file_size, select, max_bytes, links, packed=info.compress_size)
                 if reason is None and info.needs_password():
                     reason = SKIP_ENCRYPTED
             plan.append((info, reason))
@@ -385,17 +446,19 @@ def _rar_members(path: Path, select: Select) -> Iterator[Member]:
                     yield Member(info.filename, skip=reason)
                     continue
                 try:
-                    yield Member(info.filename, rf.read(info))
+                    with rf.open(info) as fh:
+                        member = _bounded_member(info.filename, fh, max_bytes)
                 except (rarfile.Error, OSError):
-                    yield Member(info.filename, skip=SKIP_UNREADABLE)
+                    member = Member(info.filename, skip=SKIP_UNREADABLE)
+                yield member
             return
+    _check_room(path, sum(info.file_size for info in infos if not info.is_dir()))
     with extracted_rar(path) as root:
         for info, reason in plan:
             if reason:
                 yield Member(info.filename, skip=reason)
                 continue
-            data = _read_inside(root, info.filename)
-            yield Member(info.filename, data) if data is not None else Member(info.filename, skip=SKIP_UNREADABLE)
+            yield _read_inside(root, info.filename, max_bytes)
 
 
 # -- records -------------------------------------------------------------------
@@ -433,17 +496,18 @@ def image_member(name: str, size: int) -> str | None:
     return None
 
 
-def archive_records(path: str | Path, *, label_pattern: str | None = None,
-                    group_pattern: str | None = None) -> Iterator[Record]:
+def archive_records(path: str | Path, *, label_pattern: str | None = None, group_pattern: str | None = None,
+                    max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) -> Iterator[Record]:
     """Records of the images in an archive or folder.
 
     The label is the member's parent folder name, or the first group (or the
     ``label`` named group) of ``label_pattern`` searched in the member path;
-    ``group_pattern`` gives an optional group id the same way.
+    ``group_pattern`` gives an optional group id the same way. Members over
+    ``max_member_bytes`` are skipped as too large.
     """
     label_re = _compile(label_pattern, "label_pattern")
     group_re = _compile(group_pattern, "group_pattern")
-    for member in iter_members(path, image_member):
+    for member in iter_members(path, image_member, max_bytes=max_member_bytes):
         name = member.name.replace("\\", "/")
         if member.skip:
             yield Record(member.name, None, skip=member.skip)

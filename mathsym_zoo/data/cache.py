@@ -38,11 +38,13 @@ import numpy as np
 from ..errors import DataError
 from ..registry import fingerprint
 from .dataset import Dataset
+from .layout import layout_warnings
 
 CACHE_FORMAT = 1
 MANIFEST = "manifest.json"
 ARRAY_FILES = ("images.npy", "labels.npy", "paths.npy", "groups.npy", "hashes.npy")
 CHUNK = 256  # records per task: big enough to hide IPC costs, small enough for a smooth bar
+CHUNK_BYTES = 32 * 2**20  # ...and at most this much encoded data, so chunks in flight stay bounded
 HEADER_BYTES = 128  # reserved .npy header, filled in once the image count is known
 MAX_LISTED_SKIPS = 10_000
 
@@ -81,18 +83,10 @@ def _to_pil(array: np.ndarray):
 
 
 def image_to_array(image) -> np.ndarray:
-    """uint8 HxWxC from a PIL image; transparency becomes white paper."""
-    from PIL import Image
+    """uint8 HxWxC from a PIL image of any mode (see :mod:`mathsym_zoo.data.images`)."""
+    from .images import to_array
 
-    mode = image.mode
-    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-        image = image.convert("L" if mode in ("LA", "La") else "RGB")
-    elif mode not in ("L", "RGB"):
-        image = image.convert("L" if mode in ("1", "I", "I;16", "I;16B", "I;16L", "F") else "RGB")
-    array = np.asarray(image, dtype=np.uint8)
-    return array[:, :, None] if array.ndim == 2 else array
+    return to_array(image)
 
 
 def decode_items(items: list[tuple[bytes | None, np.ndarray | None]], steps: list | None = None) -> list[tuple]:
@@ -101,6 +95,8 @@ def decode_items(items: list[tuple[bytes | None, np.ndarray | None]], steps: lis
     Each result is ``(pixels, shape, sha1, "WxH", mode)`` or ``(None, reason)``.
     """
     from PIL import Image
+
+    from .images import to_8bit
 
     steps = _STEPS if steps is None else steps
     out: list[tuple] = []
@@ -123,6 +119,7 @@ def decode_items(items: list[tuple[bytes | None, np.ndarray | None]], steps: lis
                 continue
         size, mode = f"{im.width}x{im.height}", im.mode
         try:
+            im = to_8bit(im)  # before the steps: they expect 8-bit pixels, upright, first frame
             for step in steps:
                 im = step.apply(im)
             array = image_to_array(im)
@@ -169,13 +166,14 @@ class _ImageStream:
         self.fh.close()
 
 
-def _chunks(records: Iterable, size: int) -> Iterator[list]:
-    chunk = []
+def _chunks(records: Iterable, size: int, max_bytes: int = CHUNK_BYTES) -> Iterator[list]:
+    chunk, held = [], 0
     for record in records:
         chunk.append(record)
-        if len(chunk) >= size:
+        held += len(record.data) if record.data is not None else 0
+        if len(chunk) >= size or held >= max_bytes:
             yield chunk
-            chunk = []
+            chunk, held = [], 0
     if chunk:
         yield chunk
 
@@ -314,11 +312,13 @@ def _report(ingest: _Ingest, class_names: list[str], labels: np.ndarray, seconds
     conflicts = {h: sorted(ls) for h, ls in labels_of.items() if len(ls) > 1}
     per_class = np.bincount(labels, minlength=len(class_names)) if len(labels) else np.zeros(0, int)
     n = len(ingest.labels)
+    per_class_counts = {name: int(c) for name, c in zip(class_names, per_class)}
     return {
         "members": ingest.members,
         "images": n,
         "classes": len(class_names),
-        "per_class": {name: int(c) for name, c in zip(class_names, per_class)},
+        "per_class": per_class_counts,
+        "warnings": layout_warnings(per_class_counts),
         "shape": list(ingest.shape or ()),
         "sizes": dict(ingest.sizes.most_common()),
         "modes": dict(ingest.modes.most_common()),
@@ -456,7 +456,7 @@ def load_dataset(job, *, progress: bool = True, console=None, rebuild: bool = Fa
     folder = cache_folder(job, key)
     if folder.exists() and not rebuild:
         try:
-            return open_cache(folder, key=key)
+            return _open_existing(folder, key, console)
         except CacheInvalid as exc:
             console.print(f"[yellow]warning:[/] the dataset cache {folder} is not valid: {exc}; rebuilding it",
                           highlight=False, soft_wrap=True)
@@ -477,6 +477,15 @@ def load_dataset(job, *, progress: bool = True, console=None, rebuild: bool = Fa
     dataset = open_cache(folder, key=key)
     if progress:
         print_report(dataset.report, console, title=f"Ingested {job.source.name} into {folder}")
+    else:
+        print_warnings(dataset.report, console)
+    return dataset
+
+
+def _open_existing(folder: Path, key: str, console) -> Dataset:
+    """A valid cache; its layout warnings are repeated on every use, like a compiler's."""
+    dataset = open_cache(folder, key=key)
+    print_warnings(dataset.report, console)
     return dataset
 
 
@@ -497,6 +506,14 @@ def _publish(tmp: Path, folder: Path) -> None:
 # -- reporting -------------------------------------------------------------------
 
 
+def print_warnings(report: dict[str, Any], console) -> None:
+    """The layout warnings of an ingest report (labels that look wrong), one line each."""
+    from rich.markup import escape
+
+    for warning in report.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+
+
 def print_report(report: dict[str, Any], console, *, title: str = "Ingest report", max_list: int = 10) -> None:
     """The ingest report: counts, skipped members by reason (with examples),
     duplicates and images found under two labels."""
@@ -515,6 +532,7 @@ def print_report(report: dict[str, Any], console, *, title: str = "Ingest report
                   highlight=False)
     for ex in conf.get("examples", [])[:3]:
         console.print(f"    {escape(' / '.join(ex['labels']))}: {escape(', '.join(ex['paths']))}", highlight=False)
+    print_warnings(report, console)
     skipped = report.get("skipped", {})
     if not skipped:
         console.print("  skipped: none", highlight=False)

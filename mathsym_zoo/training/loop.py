@@ -19,7 +19,8 @@ from typing import Any, Callable, Sequence
 import keras
 import numpy as np
 
-from ..errors import ConfigError, ZooError
+from ..components import call_factory
+from ..errors import ConfigError, DataError, ZooError
 from ..machine import git_revision, versions
 from ..registry import Job, TrainConfig
 from ..runs import Run, new_run_path
@@ -233,7 +234,7 @@ def _build_model(s: _Setup, init_from: Run | None):
     cfg = s.job.train
     keras.utils.set_random_seed(cfg.seed)
     with s.strategy.scope():
-        arch = s.entry.component.factory(s.entry.params, s.dataset.input_shape, s.dataset.num_classes)
+        arch = call_factory(s.entry.component, s.entry.params, s.dataset.input_shape, s.dataset.num_classes)
         model = wrap_model(arch, s.dataset.input_shape, build_online_layers(s.job), name=s.entry.name)
         if cfg.label_smoothing > 0:
             loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
