@@ -197,6 +197,11 @@ def evaluate_model(loaded: LoadedModel, dataset, indices: np.ndarray, *, side: s
         notes.append(f"{sum(missing.values())} images of {n_labels} label{'s' if n_labels > 1 else ''} the model "
                      f"doesn't know were left out of the scores: {', '.join(sorted(missing))}")
     indices, y_true = indices[known], mapped[known]
+    if len(indices) == 0 and len(known):
+        raise DataError(f"none of the {len(known)} images has a label the model knows (dataset labels: "
+                        f"{', '.join(sorted(missing)[:8])}{', ...' if len(missing) > 8 else ''}; the model's: "
+                        f"{', '.join(class_names[:8])}{', ...' if len(class_names) > 8 else ''}); evaluate on a "
+                        "source with the model's classes")
     # Sorted rows read a memory map sequentially; the order is restored below.
     order = np.argsort(indices, kind="stable")
     from .inference import CompiledModel

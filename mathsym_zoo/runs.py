@@ -384,7 +384,8 @@ class Run:
         vals = [r["val_accuracy"] for r in hist if r.get("val_accuracy") is not None]
         metrics = self.metrics()
         return {"run": str(self.path), "model": self.model_name, "architecture": self.architecture,
-                "source": self.source_name, "split_hash": self.split_hash, "status": self.status,
+                "source": self.source_name, "split_hash": self.split_hash,
+                "status": self.status + (f": {self.info['failure']}" if self.info.get("failure") else ""),
                 "epochs": len(hist), "best_val_top1": max(vals) if vals else None,
                 "test_top1": (metrics.get("test") or {}).get("accuracy"), "created": self.info.get("created"),
                 "parent": (self.info.get("parent") or {}).get("path")}

@@ -149,6 +149,16 @@ def runs(
                       highlight=False, soft_wrap=True)
         return
     console.print(_runs_table(rows, console.width, console.is_terminal))
+    for r in rows:
+        if ":" in r["status"]:  # a failure reason: under the table, whole
+            console.print(f"{escape(_short_path(r['run']))}: {escape(r['status'])}", highlight=False, soft_wrap=True)
+
+
+def _short_path(path: str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return path
 
 
 def _runs_table(rows: list[dict], width: int, terminal: bool):
@@ -163,7 +173,8 @@ def _runs_table(rows: list[dict], width: int, terminal: bool):
         table.add_column(title, justify="right" if key in ("epochs", "best_val_top1") else "left",
                          overflow="fold")
     for r in rows:
-        cells = {**r, "split_hash": (r.get("split_hash") or "-")[:12],
+        cells = {**r, "run": _short_path(r["run"]), "status": r["status"].split(":")[0],
+                 "split_hash": (r.get("split_hash") or "-")[:12],
                  "best_val_top1": f"{r['best_val_top1']:.3f}" if r.get("best_val_top1") is not None else "-",
                  "created": (r.get("created") or "-")[:16], "source": r.get("source") or "-"}
         table.add_row(*(escape(str(cells.get(key, "-"))) for _, key in cols))

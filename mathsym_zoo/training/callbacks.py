@@ -3,7 +3,7 @@
 They share one ``state`` dict, the resume state that :meth:`Run.commit_epoch`
 writes after every epoch, so a resumed run continues with exactly the counters
 an uninterrupted one would have. Order in the callback list matters:
-``EpochSeeds`` first; then ``EpochRecorder``, ``ResumableEarlyStopping``,
+``EpochSeeds`` and ``NonFiniteLoss`` first; then ``EpochRecorder``, ``ResumableEarlyStopping``,
 ``ResumablePlateau`` (they update ``state``); ``EpochCommitter`` after them.
 """
 
@@ -64,6 +64,29 @@ class EpochSeeds(keras.callbacks.Callback):
                                                          dtype=gen.state.dtype))
 
 
+class NonFiniteLoss(keras.callbacks.Callback):
+    """Stops training at the first batch whose loss is NaN or infinite and records why in ``state``.
+
+    The epoch is not committed (:class:`EpochCommitter` skips it), so the run keeps
+    its last good checkpoint; the engine then marks the run failed.
+    """
+
+    def __init__(self, state: dict[str, Any]):
+        super().__init__()
+        self.state = state
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.state["failure"] = (f"loss became {'NaN' if math.isnan(float(loss)) else 'infinite'} at epoch "
+                                     f"{self._epoch + 1} step {batch + 1}")
+            self.model.stop_training = True
+
+
 class EpochRecorder(keras.callbacks.Callback):
     """Appends one history row per epoch (logs, learning rate, seconds, images/s) to ``state``."""
 
@@ -80,6 +103,8 @@ class EpochRecorder(keras.callbacks.Callback):
         self._t_train = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.state.get("failure"):
+            return  # the failed epoch is not part of the run
         seconds = time.perf_counter() - self._t0
         train_phase = max(self._t_train - self._t0, 1e-9)  # without validation
         row: dict[str, Any] = {"epoch": epoch + 1}
@@ -117,6 +142,8 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         st = self.state
+        if st.get("failure"):
+            return
         current = (logs or {}).get(MONITOR)
         current = float(current) if current is not None else None
         if current is not None and math.isfinite(current) and (st["best"] is None or current < st["best"]):
@@ -157,6 +184,8 @@ class EpochCommitter(keras.callbacks.Callback):
         self.save_model = save_model
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.state.get("failure"):
+            return  # a failed epoch is never committed: the last good checkpoint stays
         self.run.commit_epoch(lambda path: self.save_model(self.model, path), self.state)
 
 

@@ -25,11 +25,16 @@ from ..machine import git_revision, versions
 from ..registry import Job, TrainConfig
 from ..runs import Run, new_run_path
 from . import callbacks as cb
+from .guards import check_architecture, check_classes
 from .devices import DevicePlan, detect_devices, is_chief, make_strategy, plan_devices
 
 #: ``train --resume RUN --set KEY=VALUE`` may change only these: they cannot change epochs already trained.
 EXTENDABLE = ("train.epochs", "train.early_stopping_patience", "train.device", "data.workers", "data.cache_dir")
 DATA_ORDER = "stateless_shuffle(seed=[train.seed, epoch])"
+
+
+class TrainingFailed(ZooError):
+    """Training stopped on its own (e.g. the loss became NaN); the run is marked failed."""
 
 
 @dataclasses.dataclass
@@ -80,6 +85,7 @@ class _Setup:
     dataset: Any
     split: Any
     chief: bool
+    created: bool = False  # this call made the run folder (removed again if it fails before any epoch)
     steps: int = 0
     drop_remainder: bool = False
     notes: list[str] = dataclasses.field(default_factory=list)
@@ -184,6 +190,7 @@ def _data(job: Job, dataset):
     split = load_split(dataset, job.split)
     if len(split.indices["train"]) == 0:
         raise ZooError("the split has no training images; check the source and [split]")
+    check_classes(np.asarray(dataset.labels)[split.indices["train"]], dataset.class_names)
     if len(split.indices["val"]) == 0:
         raise ConfigError("the split has no validation images (split.val = 0 or too little data); "
                           "early stopping and the best checkpoint need them")
@@ -235,6 +242,7 @@ def _build_model(s: _Setup, init_from: Run | None):
     keras.utils.set_random_seed(cfg.seed)
     with s.strategy.scope():
         arch = call_factory(s.entry.component, s.entry.params, s.dataset.input_shape, s.dataset.num_classes)
+        check_architecture(s.entry.component, arch, s.dataset.input_shape, s.dataset.num_classes)
         model = wrap_model(arch, s.dataset.input_shape, build_online_layers(s.job), name=s.entry.name)
         if cfg.label_smoothing > 0:
             loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
@@ -244,7 +252,7 @@ def _build_model(s: _Setup, init_from: Run | None):
                       jit_compile=s.plan.jit_compile)
         if s.state.get("checkpoint"):
             model.optimizer.build(model.trainable_variables)
-            model.load_weights(s.run.checkpoint(s.state))
+            _restore(model, s.run.checkpoint(s.state))
             if s.chief:
                 s.run.publish(s.state)
         elif init_from is not None:
@@ -252,6 +260,16 @@ def _build_model(s: _Setup, init_from: Run | None):
 
             s.notes += copy_weights(init_from, model, s.dataset.class_names)
     return model
+
+
+def _restore(model, checkpoint: Path) -> None:
+    try:
+        model.load_weights(checkpoint)
+    except Exception as exc:  # keras raises many types for damaged files
+        why = " ".join(str(exc).split())[:200]
+        raise DataError(f"{checkpoint}: the resume checkpoint cannot be read ({type(exc).__name__}: {why}); the run "
+                        "cannot continue exactly. Start a new run, or fine-tune from its best.keras with "
+                        "`train MODEL --init-from RUN`") from None
 
 
 # -- step 4: fit -------------------------------------------------------------------------
@@ -262,7 +280,8 @@ def _callbacks(s: _Setup, extra: Sequence) -> tuple[list, cb.ResumableEarlyStopp
     n_train = len(s.split.indices["train"])
     images = s.steps * cfg.batch_size if s.drop_remainder else n_train
     stopper = cb.ResumableEarlyStopping(s.state, patience=cfg.early_stopping_patience)
-    out: list = [cb.EpochSeeds(cfg.seed), cb.EpochRecorder(s.state, images_per_epoch=images), stopper]
+    out: list = [cb.EpochSeeds(cfg.seed), cb.NonFiniteLoss(s.state), cb.EpochRecorder(s.state, images_per_epoch=images),
+                 stopper]
     if cfg.lr_schedule == "plateau":
         out.append(cb.ResumablePlateau(s.state, monitor=cb.MONITOR, factor=0.5,
                                        patience=max(1, cfg.early_stopping_patience // 2)))
@@ -361,7 +380,8 @@ def _setup(job: Job, model_name: str, run_dir, resume: bool, init_from, dataset)
     info.update(status="running", devices=plan.to_dict(), pid=os.getpid())
     if chief:
         run.write_info(info)
-    s = _Setup(job, entry, plan, strategy, run, state or _fresh_state(cfg), dataset, split, chief, steps, drop)
+    s = _Setup(job, entry, plan, strategy, run, state or _fresh_state(cfg), dataset, split, chief, not resume, steps,
+               drop)
     _extend(s.state, cfg, s.notes)
     return s, parent
 
@@ -388,10 +408,23 @@ def train_model(job: Job, model_name: str, *, run_dir: str | Path | None = None,
             return _train(s, parent, callbacks, say)
     except BaseException as exc:
         if s.chief and Run.is_run(s.run.path):
-            interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
-            s.run.set_status("interrupted" if interrupted else "failed",
-                             None if interrupted else f"{type(exc).__name__}: {exc}"[:500])
+            _record_failure(s, exc)
         raise
+
+
+def _record_failure(s: _Setup, exc: BaseException) -> None:
+    """Mark the run interrupted or failed (with the reason); a new run with no epoch is removed."""
+    import shutil
+
+    setup_failed = not isinstance(exc, (KeyboardInterrupt, TrainingFailed)) and not s.state.get("epochs_done")
+    if s.created and setup_failed:
+        shutil.rmtree(s.run.path, ignore_errors=True)  # nothing worth keeping: leave no empty run behind
+        return
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        s.run.set_status("interrupted")
+    else:
+        reason = str(exc) if isinstance(exc, ZooError) else f"{type(exc).__name__}: {exc}"
+        s.run.set_status("failed", " ".join(reason.split())[:500])
 
 
 def _train(s: _Setup, parent: Run | None, callbacks: Sequence, say: Callable[[str], None]) -> RunResult:
@@ -417,6 +450,9 @@ def _train(s: _Setup, parent: Run | None, callbacks: Sequence, say: Callable[[st
     else:
         say(f"{_plan_line(s)} -> {s.run.path}")
         _fit(s, model, pipe, sides["val"], cbs, loop)
+        if s.state.get("failure"):
+            raise TrainingFailed(f"{s.entry.name}: {s.state['failure']}; the run keeps its last good checkpoint "
+                                 f"(epoch {s.state['epochs_done']}). Lower train.learning_rate or check the data")
     if stopper.best_weights is not None:
         model.set_weights(stopper.best_weights)
     elif s.run.best_path.is_file():
