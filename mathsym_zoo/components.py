@@ -70,6 +70,12 @@ class Preprocessor:
         raise NotImplementedError
 
 
+def is_offline(step) -> bool:
+    """The one test of a step's stage: offline steps run at ingest (and in ``predict``),
+    online ones are layers inside the model. A step that says nothing is offline."""
+    return getattr(step, "stage", "offline") == "offline"
+
+
 # -- calling plugin code ------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .components import is_offline
 from .errors import ConfigError, DataError
 
 __all__ = ["Classifier", "Prediction", "ImageDecodeError", "load_classifier", "expand_inputs",
@@ -380,7 +381,7 @@ def build_offline_steps(preprocessing: list[dict[str, Any]], plugins=None) -> li
             raise ConfigError(f"{where}: parameters recorded in the run no longer validate: "
                               f"{exc.errors(include_url=False)[0]['msg']}") from None
         step = call_factory(component, params)
-        if getattr(step, "stage", "offline") == "offline":
+        if is_offline(step):
             steps.append(step)  # online steps are layers inside the model
     return steps
 

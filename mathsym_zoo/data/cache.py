@@ -35,6 +35,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from ..components import is_offline
 from ..errors import DataError
 from ..registry import fingerprint
 from .dataset import Dataset
@@ -428,7 +429,7 @@ def _remove_stale(cache_dir: Path, folder_name: str) -> None:
 def offline_steps(job) -> tuple[list, list[dict]]:
     """The job's offline preprocessors and their resolved descriptions."""
     built = job.build_preprocessors()
-    pairs = [(step, res) for step, res in zip(built, job.preprocessing) if getattr(step, "stage", "offline") == "offline"]
+    pairs = [(step, res) for step, res in zip(built, job.preprocessing) if is_offline(step)]
     return [s for s, _ in pairs], [r.to_dict() for _, r in pairs]
 
 

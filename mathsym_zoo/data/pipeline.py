@@ -15,6 +15,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..components import is_offline
+
 
 def epoch_seed(seed: int, epoch: int) -> list[int]:
     """The stateless-shuffle seed of ``epoch``: a pure function of (run seed, epoch)."""
@@ -96,7 +98,7 @@ def epoch_order(indices: Sequence[int], seed: int, epoch: int) -> np.ndarray:
 
 def build_online_layers(job) -> list:
     """Keras layers of the job's online preprocessing steps, in registry order."""
-    return [p.keras_layer() for p in job.build_preprocessors() if getattr(p, "stage", "offline") == "online"]
+    return [p.keras_layer() for p in job.build_preprocessors() if not is_offline(p)]
 
 
 def wrap_model(arch_model, input_shape: Sequence[int], online_layers: Iterable = (), *, name: str | None = None):
