@@ -63,7 +63,10 @@ class Prediction:
     def to_dict(self) -> dict[str, Any]:
         if self.error is not None:
             return {"path": self.source, "error": self.error}
-        return {"path": self.source, "labels": list(self.labels), "probabilities": list(self.probabilities)}
+        from .labels import latex_for
+
+        return {"path": self.source, "labels": list(self.labels), "latex": [latex_for(lab) for lab in self.labels],
+                "probabilities": list(self.probabilities)}
 
 
 # -- inputs ----------------------------------------------------------------------

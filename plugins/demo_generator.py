@@ -20,13 +20,13 @@ from functools import lru_cache
 from typing import Callable
 
 import numpy as np
-from PIL import Image, ImageDraw
+from mathsym_zoo.ink import render  # one renderer for demo images and drawn strokes
 
 from . import demo_glyphs
 
 #: Bump whenever the generated pixels change for a given set of parameters.
 GENERATOR_VERSION = 2
-SIZE = 45
+SIZE = 45  # the ink renderer's default box
 
 Strokes = list[np.ndarray]  # each (n, 2) float array, x right, y down
 
@@ -426,28 +426,6 @@ def make_strokes(label: str, seed: int, index: int, writer: int, distortion: flo
         p = lo + rng.uniform(0.1, 0.9, size=2) * (hi - lo)
         out.append(np.array([p, p + rng.normal(0, 0.01, size=2)]))
     return out
-
-
-def render(strokes: Strokes, size: int = SIZE) -> np.ndarray:
-    """One-pixel black polylines on white; longer side spans the box, centred."""
-    pts = np.concatenate(strokes)
-    lo, hi = pts.min(0), pts.max(0)
-    span = float(max(hi - lo)) or 1.0
-    scale = (size - 1) / span
-    centre = (lo + hi) / 2
-    im = Image.new("L", (size, size), 255)
-    draw = ImageDraw.Draw(im)
-    half = (size - 1) / 2
-    for st in strokes:
-        xy = (st - centre) * scale + half
-        xy = np.clip(np.rint(xy), 0, size - 1).astype(np.int32)
-        if len(xy) > 1:  # consecutive points on the same pixel add nothing but time
-            xy = xy[np.concatenate([[True], (xy[1:] != xy[:-1]).any(1)])]
-        if len(xy) == 1:
-            draw.point(xy.ravel().tolist(), fill=0)
-        else:
-            draw.line(xy.ravel().tolist(), fill=0, width=1)
-    return np.asarray(im, dtype=np.uint8)
 
 
 def generate(label: str, seed: int, index: int, writer: int, distortion: float = 1.0) -> np.ndarray:

@@ -284,6 +284,9 @@ def test_cli_json_and_csv_outputs(run_dir, tmp_path, image_files, capsys):
     assert data["count"] == 3 and data["failed"] == 1 and data["top_k"] == 3
     assert [p["path"] for p in data["predictions"]] == [inputs[0], inputs[2]]
     assert len(data["predictions"][0]["labels"]) == 3 and len(data["predictions"][0]["probabilities"]) == 3
+    first = data["predictions"][0]
+    latex = {"alpha": "\\alpha", "beta": "\\beta", "gamma": "\\gamma", "delta": "delta"}  # not a class: its name
+    assert first["latex"] == [latex[label] for label in first["labels"]]
     assert data["errors"] == [{"path": inputs[1], "error": "empty file (0 bytes)"}]
 
     code, _, _ = cli(["predict", str(run_dir), *inputs, "--csv", str(tmp_path / "out.csv"), "-k", "2"], capsys)
@@ -314,8 +317,9 @@ def test_cli_errors_for_bad_model_and_empty_folder(run_dir, tmp_path, capsys):
 
 
 def test_prediction_to_dict():
-    p = Prediction("x.png", ("a", "b"), (0.75, 0.25))
-    assert p.to_dict() == {"path": "x.png", "labels": ["a", "b"], "probabilities": [0.75, 0.25]}
+    p = Prediction("x.png", ("alpha", "ascii_124", "my_label"), (0.75, 0.2, 0.05))
+    assert p.to_dict() == {"path": "x.png", "labels": ["alpha", "ascii_124", "my_label"],
+                           "latex": ["\\alpha", "|", "my_label"], "probabilities": [0.75, 0.2, 0.05]}
 
 
 def test_python_api_mirrors_the_cli(run_dir, image_files, tmp_path):

@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..labels import latex_for
 from .app import (PluginsDirOpt, ProgressOpt, RegistryOpt, StrictOpt, app, console, err_console, load_plugins,
                   progress_enabled)
 
@@ -62,9 +63,10 @@ def _per_image_table(p) -> Table:
     table = Table(title=escape(p.source), title_justify="left", show_edge=False)
     table.add_column("#", justify="right")
     table.add_column("label")
+    table.add_column("LaTeX")
     table.add_column("probability", justify="right")
     for rank, (label, prob) in enumerate(zip(p.labels, p.probabilities), 1):
-        table.add_row(str(rank), escape(label), f"{prob:.4f}")
+        table.add_row(str(rank), escape(label), escape(latex_for(label)), f"{prob:.4f}")
     return table
 
 
