@@ -52,13 +52,15 @@ def wrap(arch, input_shape):
     return wrap_model(arch, input_shape, ())
 
 
-def write_run(run_dir: Path, model, class_names, preprocessing=None, input_shape=INPUT_SHAPE) -> Path:
+def write_run(run_dir: Path, model, class_names, preprocessing=None, input_shape=INPUT_SHAPE,
+              extra: dict | None = None) -> Path:
+    """A run folder; ``extra`` adds fields to run.json (status, source, created...)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     model.save(run_dir / "best.keras")
     info = {"class_names": list(class_names),
             "preprocessing": DEFAULT_PREPROCESSING if preprocessing is None else preprocessing,
-            "input_shape": list(input_shape), "model": {"name": model.name}}
+            "input_shape": list(input_shape), "model": {"name": model.name}, **(extra or {})}
     (run_dir / "run.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     return run_dir
 

@@ -12,5 +12,6 @@ from . import data  # noqa: F401
 from . import training  # noqa: F401
 from . import compare  # noqa: F401
 from . import predict  # noqa: F401
+from . import serve  # noqa: F401
 
 __all__ = ["app", "main", "run"]
