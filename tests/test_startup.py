@@ -23,6 +23,7 @@ print(json.dumps({"codes": codes, "heavy": heavy}))
 
 COMMANDS = [
     ["--help"],
+    ["serve", "--help"],
     ["plugins", "--all"],
     ["models"],
     ["models", "res*"],
