@@ -44,11 +44,12 @@ def describe_run(path: Path, model_id: str) -> tuple[ModelEntry, str | None]:
     metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
     top1 = (metrics.get("test") or metrics.get("val") or {}).get("accuracy")
     model = run.get("model")
-    source = run.get("source")
+    job_source = (run.get("job") or {}).get("source") if isinstance(run.get("job"), dict) else None
+    source = job_source if isinstance(job_source, dict) else run.get("source")  # the registry entry's name
     entry = ModelEntry(
         id=model_id, path=Path(path),
         model=str(model.get("name", "?") if isinstance(model, dict) else model or Path(path).name),
-        source=str(source.get("name", "?") if isinstance(source, dict) else source or "?"),
+        source=str(source.get("name") or source.get("kind", "?") if isinstance(source, dict) else source or "?"),
         top1=float(top1) if isinstance(top1, (int, float)) else None,
         classes=tuple(str(c) for c in meta.get("class_names", ())), created=str(run.get("created", "")))
     return entry, run.get("status")
