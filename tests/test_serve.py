@@ -255,3 +255,40 @@ def test_serve_command_wiring(runs_root, tmp_path, monkeypatch, capsys):
 
     assert cli_run(["serve", "--runs-dir", str(tmp_path / "none")]) == 1
     assert "no finished run" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_serve_prints_the_url_and_stops_cleanly_on_ctrl_c(runs_root):
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    run = runs_root / "comparisons" / "demo-1" / "runs" / "small-a"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "mathsym_zoo", "serve", str(run), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = ""
+        deadline = time.monotonic() + 120
+        while "serving on" not in line and time.monotonic() < deadline and proc.poll() is None:
+            line = proc.stdout.readline()
+        assert f"serving on http://127.0.0.1:{port}/" in line
+        for _ in range(100):  # uvicorn binds just after the banner
+            try:
+                assert urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("the server never answered /healthz")
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out

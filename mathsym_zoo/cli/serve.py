@@ -45,7 +45,7 @@ def serve(
     comparisons_dir: Annotated[Optional[Path], typer.Option(
         "--comparisons-dir", help="Where to look for comparisons (default: the registry's).")] = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on; other than loopback, anyone on the network can use it.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535, help="Port to listen on.")] = 8000,
     samples: Annotated[Optional[Path], typer.Option(
         "--samples", help="Save drawings contributed on the page here (Kaggle layout: LABEL/NAME.png); off without it.")] = None,
     registry: RegistryOpt = None,
