@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from ..errors import ConfigError, ZooError
-from .app import PluginsDirOpt, RegistryOpt, StrictOpt, app, console, err_console, load_plugins
+from .app import PluginsDirOpt, RegistryOpt, StrictOpt, app, console, err_console, load_job, load_plugins
 
 
 def _is_loopback(host: str) -> bool:
@@ -23,18 +23,12 @@ def _is_loopback(host: str) -> bool:
 
 
 def _run_folders(registry: Path | None) -> tuple[Path, Path]:
-    """The registry's runs and comparisons folders (./runs and ./comparisons without a registry)."""
-    from ..registry import find_registry, read_toml
-
+    """The registry's runs and comparisons folders (./runs and ./comparisons without one), as `runs` finds them."""
     try:
-        reg = find_registry(registry)
-        train = read_toml(reg).get("train", {})
-        base = reg.parent
+        job = load_job(registry, check_plugins=False)
+        return job.runs_dir, job.comparisons_dir
     except ZooError:
-        if registry is not None:
-            raise
-        train, base = {}, Path.cwd()
-    return base / train.get("runs_dir", "runs"), base / train.get("comparisons_dir", "comparisons")
+        return Path("runs"), Path("comparisons")
 
 
 @app.command()

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import ConfigError, ZooError
+from ..fileio import read_json
 from ..predict import resolve_model
-
-FINISHED = ("completed", "early-stopped")
+from ..runs import Run
+from ..runs import find_runs as find_run_folders
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,54 +31,59 @@ class ModelEntry:
                 "classes": list(self.classes)}
 
 
-def describe_run(path: Path, model_id: str) -> tuple[ModelEntry, str | None]:
-    """``(entry, status)`` of a run folder, ``.keras`` file or export folder.
-
-    The one place this module reads run files; to be replaced by the run owner's
-    listing (``mathsym_zoo.runs``) once it lands.
-    """
-    _, model_path, meta_path = resolve_model(Path(path))
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    run = meta.get("run") if isinstance(meta.get("run"), dict) else meta  # export folders nest the run identity
-    metrics_file = model_path.parent / "metrics.json"
-    metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
+def _entry(run: Run, model_id: str) -> ModelEntry:
+    metrics = run.metrics()
     top1 = (metrics.get("test") or metrics.get("val") or {}).get("accuracy")
+    return ModelEntry(id=model_id, path=run.model_file or run.path, model=run.model_name,
+                      source=run.source_name or run.source.get("name") or run.source.get("kind") or "?",
+                      top1=float(top1) if isinstance(top1, (int, float)) else None,
+                      classes=run.class_names or (), created=str(run.info.get("created", "")))
+
+
+def describe(path: Path, model_id: str) -> ModelEntry:
+    """The entry of a run folder, ``.keras`` file or export folder, without loading the model."""
+    kind, _, meta_path = resolve_model(Path(path))
+    if kind == "keras":
+        return _entry(Run.open(path), model_id)
+    meta = read_json(meta_path)  # an export's model_info.json
+    run = meta.get("run") if isinstance(meta.get("run"), dict) else {}
     model = run.get("model")
-    job_source = (run.get("job") or {}).get("source") if isinstance(run.get("job"), dict) else None
-    source = job_source if isinstance(job_source, dict) else run.get("source")  # the registry entry's name
-    entry = ModelEntry(
-        id=model_id, path=Path(path),
-        model=str(model.get("name", "?") if isinstance(model, dict) else model or Path(path).name),
-        source=str(source.get("name") or source.get("kind", "?") if isinstance(source, dict) else source or "?"),
-        top1=float(top1) if isinstance(top1, (int, float)) else None,
-        classes=tuple(str(c) for c in meta.get("class_names", ())), created=str(run.get("created", "")))
-    return entry, run.get("status")
+    return ModelEntry(id=model_id, path=Path(path), classes=tuple(str(c) for c in meta.get("class_names", ())),
+                      model=str(model.get("name")) if isinstance(model, dict) else Path(path).name,
+                      source=str((run.get("source") or {}).get("kind", "?")), top1=None,
+                      created=str(run.get("created", "")))
 
 
 def find_runs(runs_dir: Path, comparisons_dir: Path) -> list[ModelEntry]:
-    """Every finished run under ``runs_dir/*`` and ``comparisons_dir/*/runs/*``.
+    """Every finished run under ``runs_dir`` and ``comparisons_dir/*/runs``, through :mod:`mathsym_zoo.runs`.
 
     Newest first (a comparison counts as one, at its newest run), and within a
-    comparison the best top-1 first. Unreadable or unfinished runs are left out.
+    comparison the best top-1 first. Ids: ``<run>`` and ``<comparison>/<model>``.
+    Unreadable or unfinished runs are left out.
     """
     groups: dict[str, list[ModelEntry]] = {}
-    candidates = [(p, p.name, p.name) for p in _subdirs(runs_dir)]
-    candidates += [(r, f"{c.name}/{r.name}", c.name + "/") for c in _subdirs(comparisons_dir)
-                   for r in _subdirs(c / "runs")]
-    for path, model_id, group in candidates:
+    for run in find_run_folders([runs_dir, comparisons_dir]):
         try:
-            entry, status = describe_run(path, model_id)
-        except (ZooError, OSError, ValueError, AttributeError):
-            continue  # not a run, or one being written
-        if status in FINISHED and entry.classes:
-            groups.setdefault(group, []).append(entry)
+            if not run.finished or not run.class_names:
+                continue
+            model_id, group = _run_id(run.path, Path(runs_dir), Path(comparisons_dir))
+            groups.setdefault(group, []).append(_entry(run, model_id))
+        except (ZooError, OSError, ValueError):
+            continue  # a record being written, or not ours
     ordered = sorted(groups.values(), key=lambda g: max(e.created for e in g), reverse=True)
     return [e for g in ordered for e in sorted(g, key=lambda e: -(e.top1 or 0.0))]
 
 
-def _subdirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) \
-        if folder.is_dir() else []
+def _run_id(path: Path, runs_dir: Path, comparisons_dir: Path) -> tuple[str, str]:
+    """``(id, group)``: a comparison's runs share its group."""
+    try:
+        parts = path.resolve().relative_to(comparisons_dir.resolve()).parts
+        if len(parts) == 3:  # <comparison>/runs/<model>
+            return f"{parts[0]}/{parts[2]}", parts[0] + "/"
+    except ValueError:
+        pass
+    name = path.resolve().relative_to(runs_dir.resolve()).as_posix()
+    return name, name
 
 
 def entries_for_paths(paths: Sequence[Path]) -> list[ModelEntry]:
@@ -87,7 +92,7 @@ def entries_for_paths(paths: Sequence[Path]) -> list[ModelEntry]:
     for path in paths:
         name = Path(path).resolve().name
         model_id = name if name not in {e.id for e in entries} else f"{name}-{len(entries) + 1}"
-        entry, _ = describe_run(Path(path), model_id)
+        entry = describe(Path(path), model_id)
         if not entry.classes:
             raise ConfigError(f"{str(path)!r}: its metadata lists no class names")
         entries.append(entry)
