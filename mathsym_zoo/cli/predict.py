@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ..labels import latex_for
 from .app import (PluginsDirOpt, ProgressOpt, RegistryOpt, StrictOpt, app, console, err_console, load_plugins,
@@ -59,15 +61,16 @@ def predictions_csv(preds, top_k: int) -> str:
     return buf.getvalue()
 
 
-def _per_image_table(p) -> Table:
-    table = Table(title=escape(p.source), title_justify="left", show_edge=False)
+def _per_image_table(p) -> Group:
+    table = Table(show_edge=False)
     table.add_column("#", justify="right")
     table.add_column("label")
     table.add_column("LaTeX")
     table.add_column("probability", justify="right")
     for rank, (label, prob) in enumerate(zip(p.labels, p.probabilities), 1):
         table.add_row(str(rank), escape(label), escape(latex_for(label)), f"{prob:.4f}")
-    return table
+    # The path above the table, not as its title: a title wraps at the table's width.
+    return Group(Text(p.source, style="italic", no_wrap=True, overflow="ignore"), table)
 
 
 def _summary_table(preds) -> Table:
