@@ -9,8 +9,9 @@ of ``../shared/data/crohme_bench_strokes.json`` scaled to the page's 360 px canv
   connection) and the server's own time (``ms`` in the answer: render, offline
   preprocessing, compiled call, top-k);
 * four concurrent clients: requests/s;
-* baseline, in this process: the compiled call alone on the preprocessed image,
-  and render + preprocess + compiled call without HTTP.
+* baseline, in this process, in blocks alternating with the requests (same load):
+  the compiled call alone on the preprocessed image, and render + preprocess +
+  compiled call without HTTP.
 
 Goal: server p50 <= 15 ms. Every loop is bounded; the server is stopped at the end.
 Headline ``name: value`` lines last.
@@ -107,8 +108,8 @@ def main() -> None:
     from predict import make_run  # the predict benchmark's run folder, so both measure the same model
 
     from mathsym_zoo.predict import load_classifier
-    from mathsym_zoo.serve.payloads import PredictBody
     from mathsym_zoo.serve.app import top_k
+    from mathsym_zoo.serve.payloads import PredictBody
 
     symbols = drawings()
     bodies = [json.dumps({"strokes": s, "top_k": 5}).encode() for s in symbols]
@@ -116,25 +117,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run or make_run(Path(tmp) / "run", args.arch)
         clf = load_classifier(run, warm_batch=1)
-        images = [PredictBody(strokes=s).image() for s in symbols]
-        inputs = [clf.preprocess(im) for im in images]
+        inputs = [clf.preprocess(PredictBody(strokes=s).image()) for s in symbols]
         for x in inputs[:20]:
             clf.predict_proba(x)
-        direct_call, direct_full = [], []
-        for i in range(args.requests):
-            start = time.perf_counter()
-            clf.predict_proba(inputs[i % len(inputs)])
-            direct_call.append((time.perf_counter() - start) * 1000)
-            start = time.perf_counter()
-            top_k(clf, PredictBody(strokes=symbols[i % len(symbols)]).image(), 5)
-            direct_full.append((time.perf_counter() - start) * 1000)
-
         port = free_port()
         proc = start_server(run, port)
         try:
             client(port, picks[:20], [], [])  # warm-up
-            wall, server = [], []
-            client(port, picks, wall, server)
+            # Direct calls and requests alternate in blocks, so both see the same load on a shared machine.
+            wall, server, direct_call, direct_full = [], [], [], []
+            for block in range(0, args.requests, 50):
+                client(port, picks[block:block + 50], wall, server)
+                for i in range(block, min(block + 50, args.requests)):
+                    start = time.perf_counter()
+                    clf.predict_proba(inputs[i % len(inputs)])
+                    direct_call.append((time.perf_counter() - start) * 1000)
+                    start = time.perf_counter()
+                    top_k(clf, PredictBody(strokes=symbols[i % len(symbols)]).image(), 5)
+                    direct_full.append((time.perf_counter() - start) * 1000)
             per_client = max(1, args.requests // args.concurrent)
             threads = [threading.Thread(target=client, args=(port, picks[i::args.concurrent][:per_client], [], []))
                        for i in range(args.concurrent)]
