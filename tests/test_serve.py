@@ -8,7 +8,6 @@ import io
 import json
 import threading
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -74,13 +74,9 @@ async def _read_json_body(request: Request) -> bytes:
 
 def _parse(body_type, raw: bytes):
     try:
-        json.loads(raw)
-    except ValueError as exc:  # also UnicodeDecodeError
-        raise ApiError(400, f"body is not valid JSON ({exc})") from None
-    try:
         return parse(body_type, raw)
     except PayloadError as exc:
-        raise ApiError(422, str(exc)) from None
+        raise ApiError(400 if exc.not_json else 422, str(exc)) from None
 
 
 def top_k(clf, image: np.ndarray, k: int) -> list[tuple[str, float]]:

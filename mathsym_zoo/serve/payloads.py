@@ -53,7 +53,12 @@ class SampleBody(_Body):
 
 
 class PayloadError(ValueError):
-    """A request body that cannot be used; ``str()`` is the message for the client."""
+    """A request body that cannot be used; ``str()`` is the message for the client,
+    ``not_json`` tells a body that is not JSON at all from one that is the wrong JSON."""
+
+    def __init__(self, message: str, *, not_json: bool = False) -> None:
+        super().__init__(message)
+        self.not_json = not_json
 
 
 def parse(body_type: type[_Body], raw: bytes) -> Any:
@@ -61,6 +66,9 @@ def parse(body_type: type[_Body], raw: bytes) -> Any:
     try:
         return body_type.model_validate_json(raw)
     except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        if first["type"] == "json_invalid":
+            raise PayloadError(f"body is not valid JSON ({first['msg']})", not_json=True) from None
         problems = []
         for err in exc.errors(include_url=False)[:5]:
             where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
