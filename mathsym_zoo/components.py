@@ -69,6 +69,10 @@ class Preprocessor:
     def keras_layer(self):  # -> keras.layers.Layer
         raise NotImplementedError
 
+    def graph_apply(self, image):  # tf uint8 (H, W, C) -> tf uint8 (H', W', C'), inside a tf.function
+        """Optional, offline steps: the same step in TensorFlow ops, so an exported SavedModel can take
+        encoded image bytes. Raise NotImplementedError (with the reason) when it cannot match ``apply``."""
+        raise NotImplementedError(f"{type(self).__name__} has no TensorFlow version (graph_apply)")
 
 def is_offline(step) -> bool:
     """The one test of a step's stage: offline steps run at ingest (and in ``predict``),

@@ -29,6 +29,11 @@ class Grayscale(Preprocessor):
         # 16-bit and float images scaled (not clipped), transparent pixels white paper.
         return to_8bit(image).convert("L")
 
+    def graph_apply(self, image):
+        from mathsym_zoo import tf_imaging
+
+        return tf_imaging.to_luma(tf_imaging.over_white(image))
+
 
 class ResizePadParams(Params):
     size: tuple[int, int] = Field((45, 45), description="target (height, width) in pixels")
@@ -59,6 +64,25 @@ class ResizePad(Preprocessor):
         canvas.paste(resized, ((w - nw) // 2, (h - nh) // 2))
         return canvas
 
+    def graph_apply(self, image):
+        import tensorflow as tf
+
+        from mathsym_zoo import tf_imaging
+
+        p = self.params
+        if p.resample not in tf_imaging.FILTERS:
+            raise NotImplementedError(f"resize_pad resample={p.resample!r} has no exact TensorFlow version "
+                                      f"(supported: {', '.join(tf_imaging.FILTERS)})")
+        h, w = p.size
+        shape = tf.shape(image)
+
+        def fit():
+            nh, nw = tf_imaging.fit_size(shape[0], shape[1], h, w)
+            return tf_imaging.pad_to(tf_imaging.resize(image, nh, nw, p.resample), h, w, p.fill)
+
+        same = (shape[0] == h) & (shape[1] == w)
+        return tf.ensure_shape(tf.cond(same, lambda: image, fit), (h, w, None))
+
 
 class InvertParams(Params):
     enabled: bool = True
@@ -76,6 +100,9 @@ class Invert(Preprocessor):
         from PIL import ImageOps
 
         return ImageOps.invert(image) if self.params.enabled else image
+
+    def graph_apply(self, image):
+        return 255 - image if self.params.enabled else image
 
 
 class AugmentParams(Params):
