@@ -1,29 +1,40 @@
-"""Ship a trained model outside the training code: SavedModel or TFLite.
+"""Ship a trained model outside the training code: SavedModel, TFLite or ONNX.
 
 An export folder holds the model, ``labels.txt`` (one class name per line, in
-output order) and ``model_info.json`` (format, input and output description,
-offline preprocessing, class names, versions)::
+output order) and ``model_info.json`` (format, inputs and outputs, offline
+preprocessing, class names, versions)::
 
     OUT/
-      saved_model/     (format "saved_model")   or   model.tflite  (format "tflite")
+      saved_model/ | model.tflite | model.onnx
       labels.txt
       model_info.json
 
-What the exported model takes: a **uint8** tensor ``(N, H, W, C)`` (``input_shape``
-in model_info.json), the image *after* the run's offline preprocessing (for the
-default registry: grey levels, fitted into 45x45 keeping the aspect ratio and
-padded with white, dark ink on white paper), values 0-255. Scaling to 0-1 and
-the online steps are inside the model. It returns float32 ``(N, classes)``
-softmax probabilities in ``labels.txt`` order. ``load_classifier(OUT)`` applies
-the offline preprocessing for you; without this package, apply the steps
-listed under ``preprocessing`` in model_info.json.
+What each format takes and returns:
 
-The folder is written to a temporary sibling and renamed into place, so a
-failed export never leaves a half-written ``OUT``.
+* **SavedModel**, signature ``serving_default``: ``image_bytes``, a string
+  tensor ``(N,)`` of encoded PNG/JPEG/BMP/GIF files of any size and mode; the
+  run's offline preprocessing (grayscale, resize-with-pad...) runs in the graph,
+  reproducing Pillow's arithmetic so the model sees the decoded cache's pixels.
+  Signature ``serving_images``: ``image``, uint8 ``(N, H, W, C)`` already
+  preprocessed. Both return ``probabilities`` float32 ``(N, classes)``,
+  ``top_k_labels`` string ``(N, k)`` and ``top_k_scores`` float32 ``(N, k)``;
+  the labels come from ``assets/labels.txt`` inside the SavedModel. Signature
+  ``preprocess`` returns the model input (``image``) for encoded bytes.
+  A run with an offline step that has no TensorFlow version (``graph_apply``)
+  gets ``serving_images`` as ``serving_default``; model_info.json says why.
+* **TFLite** and **ONNX** (no image decoding there): input ``image`` uint8
+  ``(N, H, W, C)``, the image after the offline preprocessing, output
+  ``probabilities``. ``examples/tflite_predict.py`` shows the preprocessing
+  with Pillow alone.
+
+Scaling to 0-1 and the online steps are inside every model. The folder is
+written to a temporary sibling and renamed into place, so a failed export
+never leaves a half-written ``OUT``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -38,17 +49,25 @@ import numpy as np
 from .errors import ConfigError
 from .predict import INFO_FILE, LABELS_FILE, Classifier, load_classifier
 
-__all__ = ["export", "ExportResult", "compare_outputs", "synthetic_inputs", "FORMATS", "QUANTIZATIONS"]
+__all__ = ["export", "ExportResult", "compare_outputs", "synthetic_inputs", "FORMATS", "QUANTIZATIONS",
+           "BYTES_SIGNATURE", "IMAGES_SIGNATURE", "PREPROCESS_SIGNATURE"]
 
-Format = Literal["saved_model", "tflite"]
+Format = Literal["saved_model", "tflite", "onnx"]
 Quantize = Literal["dynamic", "float16"]
-FORMATS: tuple[str, ...] = ("saved_model", "tflite")
+FORMATS: tuple[str, ...] = ("saved_model", "tflite", "onnx")
 QUANTIZATIONS: tuple[str, ...] = ("dynamic", "float16")
-MODEL_FILE = {"saved_model": "saved_model", "tflite": "model.tflite"}
+MODEL_FILE = {"saved_model": "saved_model", "tflite": "model.tflite", "onnx": "model.onnx"}
+BYTES_SIGNATURE = "serving_default"  # what TF Serving and most tools call by default
+IMAGES_SIGNATURE = "serving_images"
+PREPROCESS_SIGNATURE = "preprocess"
+TOP_K = 5
+ONNX_OPSET = 17  # onnxruntime >= 1.14 and browsers' onnxruntime-web run it
 
 INPUT_DOC = ("uint8 (N, H, W, C): the image after the offline preprocessing listed under `preprocessing` "
              "(applied in order), values 0-255; scaling and online preprocessing are inside the model")
 OUTPUT_DOC = "float32 (N, classes): softmax probabilities, in the order of labels.txt / class_names"
+BYTES_DOC = ("string (N,): encoded PNG, JPEG, BMP or GIF files (first frame), any size and mode; the offline "
+             "preprocessing runs inside the model")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +80,8 @@ class ExportResult:
     quantize: str | None
     size_bytes: int  # of the exported model (folder total for a SavedModel)
     keras_size_bytes: int  # of the source .keras file
-    check: dict[str, Any] | None = None  # compare_outputs() on the check images
+    check: dict[str, Any] | None = None  # compare_outputs() on the check images (+ "image_bytes" for SavedModel)
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)  # what model_info.json says
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -90,38 +110,160 @@ def compare_outputs(reference: np.ndarray, other: np.ndarray, labels: np.ndarray
     return out
 
 
-def _uint8_model(model, input_shape):
-    """The Keras model behind a uint8 input (exports take the cached image as stored)."""
+def _probabilities(model, images):
+    import tensorflow as tf
+
+    return tf.cast(model(tf.cast(images, tf.float32), training=False), tf.float32)
+
+
+def _images_spec(input_shape):
+    import tensorflow as tf
+
+    return tf.TensorSpec((None, *input_shape), tf.uint8, name="image")
+
+
+def _graph_preprocess(steps, input_shape):
+    """Encoded bytes (N,) -> uint8 (N, H, W, C): decoding and the offline steps as graph ops."""
+    import tensorflow as tf
+
+    from . import tf_imaging
+
+    def one(data):
+        image = tf_imaging.over_white(tf_imaging.decode(data))
+        for step in steps:
+            image = step.graph_apply(image)
+        return tf.ensure_shape(tf_imaging.to_channels(image, input_shape[2]), input_shape)
+
+    def batch(image_bytes):
+        return tf.map_fn(one, image_bytes, fn_output_signature=tf.TensorSpec(input_shape, tf.uint8))
+
+    return batch
+
+
+def _write_saved_model(clf: Classifier, dest: Path, labels_file: Path, top_k: int) -> dict[str, Any]:
+    """The SavedModel with its three signatures; returns what model_info.json says about them."""
+    import keras
+    import tensorflow as tf
+
+    model, shape = clf.model, clf.input_shape
+    # Labels come from the asset file, so the SavedModel carries its class names.
+    table = tf.lookup.StaticHashTable(tf.lookup.TextFileInitializer(
+        str(labels_file), tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+        tf.string, tf.lookup.TextFileIndex.WHOLE_LINE), default_value="")
+
+    def outputs(images):
+        probs = _probabilities(model, images)
+        scores, indices = tf.math.top_k(probs, k=top_k)
+        return {"probabilities": probs, "top_k_labels": table.lookup(tf.cast(indices, tf.int64)),
+                "top_k_scores": scores}
+
+    preprocess = _graph_preprocess(clf.steps, shape)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(table)
+    bytes_spec = [tf.TensorSpec((None,), tf.string, name="image_bytes")]
+    try:  # tracing runs every step's graph_apply
+        archive.add_endpoint(BYTES_SIGNATURE, lambda image_bytes: outputs(preprocess(image_bytes)), bytes_spec)
+        archive.add_endpoint(PREPROCESS_SIGNATURE, lambda image_bytes: {"image": preprocess(image_bytes)},
+                             bytes_spec)
+        unavailable = None
+    except NotImplementedError as exc:
+        unavailable = str(exc)
+    images_name = IMAGES_SIGNATURE if unavailable is None else BYTES_SIGNATURE
+    archive.add_endpoint(images_name, outputs, [_images_spec(shape)])
+    if unavailable is not None:
+        archive.add_endpoint(IMAGES_SIGNATURE, outputs, [_images_spec(shape)])
+    with _quiet_tf_logger():  # "Issue encountered when serializing table_initializer": harmless, says TF
+        archive.write_out(str(dest), verbose=False)
+    return _signatures_info(shape, clf.num_classes, top_k, unavailable)
+
+
+@contextlib.contextmanager
+def _quiet_tf_logger():
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _signatures_info(shape, classes: int, top_k: int, unavailable: str | None) -> dict[str, Any]:
+    outputs = {"probabilities": f"float32 (N, {classes}): {OUTPUT_DOC.split(': ', 1)[1]}",
+               "top_k_labels": f"string (N, {top_k}): best class names first (from assets/labels.txt)",
+               "top_k_scores": f"float32 (N, {top_k}): their probabilities"}
+    images = {"inputs": {"image": f"uint8 (N, {', '.join(map(str, shape))}): {INPUT_DOC.split(': ', 1)[1]}"},
+              "outputs": outputs}
+    if unavailable is not None:
+        return {"signatures": {BYTES_SIGNATURE: images, IMAGES_SIGNATURE: images},
+                "image_bytes_signature": {"available": False, "reason": unavailable}}
+    return {"signatures": {
+        BYTES_SIGNATURE: {"inputs": {"image_bytes": BYTES_DOC}, "outputs": outputs},
+        IMAGES_SIGNATURE: images,
+        PREPROCESS_SIGNATURE: {"inputs": {"image_bytes": BYTES_DOC},
+                               "outputs": {"image": f"uint8 (N, {', '.join(map(str, shape))}): the model input"}}},
+        "image_bytes_signature": {"available": True}}
+
+
+def _probabilities_archive(model, input_shape, dest: Path) -> None:
+    """A SavedModel with one signature, uint8 ``image`` -> ``probabilities`` (what TFLite converts)."""
     import keras
 
-    inp = keras.Input(input_shape, dtype="uint8", name="image")
-    x = keras.ops.cast(inp, "float32")
-    out = keras.ops.cast(model(x, training=False), "float32")
-    return keras.Model(inp, out, name=f"{model.name}_uint8")
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", lambda image: {"probabilities": _probabilities(model, image)},
+                         [_images_spec(input_shape)])
+    archive.write_out(str(dest), verbose=False)
 
 
-def _write_saved_model(model, input_shape, dest: Path) -> None:
+def _write_tflite(model, input_shape, dest: Path, quantize: str | None) -> dict[str, Any]:
     import tensorflow as tf
 
-    wrapped = _uint8_model(model, input_shape)
-    # model.export writes a "serve" endpoint and the "serving_default" signature.
-    wrapped.export(str(dest), format="tf_saved_model", verbose=False,
-                   input_signature=[tf.TensorSpec((None, *input_shape), tf.uint8, name="image")])
+    staging = Path(tempfile.mkdtemp(prefix=".saved_model-", dir=dest.parent))
+    try:
+        _probabilities_archive(model, input_shape, staging / "sm")
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(staging / "sm"))
+        if quantize == "dynamic":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # int8 weights, float activations
+        elif quantize == "float16":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        dest.write_bytes(converter.convert())
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {"signatures": {"serving_default": {"inputs": {"image": INPUT_DOC}, "outputs": {"probabilities": OUTPUT_DOC}}}}
 
 
-def _write_tflite(saved_model: Path, dest: Path, quantize: str | None) -> None:
+def _write_onnx(model, input_shape, dest: Path, class_names) -> dict[str, Any]:
+    """ONNX through tf2onnx (Keras' own ONNX export uses it too), class names in the metadata."""
+    import logging
+
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
-    if quantize == "dynamic":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]  # int8 weights, float activations
-    elif quantize == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    dest.write_bytes(converter.convert())
+    try:
+        import onnx
+        import tf2onnx
+    except ImportError:
+        raise ConfigError("ONNX export needs the onnx extra: pip install 'mathsym-zoo[onnx]' "
+                          "(tf2onnx, onnx, onnxruntime)") from None
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    spec = (_images_spec(input_shape),)
+    fn = tf.function(lambda image: {"probabilities": _probabilities(model, image)}, input_signature=spec)
+    proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=ONNX_OPSET)
+    for key, value in (("class_names", json.dumps(list(class_names))), ("input", INPUT_DOC), ("output", OUTPUT_DOC)):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    dest.write_bytes(proto.SerializeToString())
+    onnx.checker.check_model(str(dest))
+    return {"opset": ONNX_OPSET, "converter": f"tf2onnx {tf2onnx.__version__}",
+            "signatures": {"onnx": {"inputs": {"image": INPUT_DOC}, "outputs": {"probabilities": OUTPUT_DOC}}}}
 
 
 def _model_info(clf: Classifier, fmt: str, quantize: str | None, source_model: Path) -> dict[str, Any]:
+    import PIL
     import tensorflow as tf
 
     from . import __version__
@@ -133,7 +275,8 @@ def _model_info(clf: Classifier, fmt: str, quantize: str | None, source_model: P
         "quantize": quantize,
         "input": {"name": "image", "shape": [None, *clf.input_shape], "dtype": "uint8", "range": [0, 255],
                   "description": INPUT_DOC},
-        "output": {"shape": [None, clf.num_classes], "dtype": "float32", "description": OUTPUT_DOC},
+        "output": {"name": "probabilities", "shape": [None, clf.num_classes], "dtype": "float32",
+                   "description": OUTPUT_DOC},
         "input_shape": list(clf.input_shape),
         "class_names": list(clf.class_names),
         "preprocessing": clf.preprocessing,
@@ -141,7 +284,7 @@ def _model_info(clf: Classifier, fmt: str, quantize: str | None, source_model: P
         "run": {k: run[k] for k in ("model", "source", "dataset_key", "split", "status", "git_revision", "created")
                 if k in run},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "versions": {"mathsym_zoo": __version__, "tensorflow": tf.__version__},
+        "versions": {"mathsym_zoo": __version__, "tensorflow": tf.__version__, "pillow": PIL.__version__},
     }
 
 
@@ -158,7 +301,7 @@ def export(
 ) -> ExportResult:
     """Export a run folder or ``.keras`` model (with its sidecar) to ``out``.
 
-    ``fmt``: "saved_model" or "tflite"; ``quantize`` (TFLite only): None
+    ``fmt``: "saved_model", "tflite" or "onnx"; ``quantize`` (TFLite only): None
     (float32), "dynamic" (int8 weights) or "float16". ``check``: images
     (anything ``Classifier.predict`` accepts, or a preprocessed uint8 batch)
     on which the export is reloaded and compared with the Keras model;
@@ -179,38 +322,48 @@ def export(
     if out.exists() and not overwrite:
         raise ConfigError(f"{str(out)!r} already exists; choose another --out or pass --force to replace it")
 
-    clf = load_classifier(path, plugins=plugins)
-    if clf.kind != "keras":
-        raise ConfigError(f"{str(path)!r} is already an export ({clf.kind}); export from the run folder or .keras file")
+    clf = _load_source(path, plugins)
     keras_file = _keras_file(Path(path))
-
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the export is an ordinary folder
     try:
-        model_path = tmp / MODEL_FILE[fmt]
-        if fmt == "saved_model":
-            _write_saved_model(clf.model, clf.input_shape, model_path)
-        else:
-            staging = Path(tempfile.mkdtemp(prefix=".saved_model-", dir=tmp))
-            _write_saved_model(clf.model, clf.input_shape, staging / "sm")
-            _write_tflite(staging / "sm", model_path, quantize)
-            shutil.rmtree(staging)
-        (tmp / LABELS_FILE).write_text("".join(f"{name}\n" for name in clf.class_names), encoding="utf-8")
+        labels_file = tmp / LABELS_FILE
+        labels_file.write_text("".join(f"{name}\n" for name in clf.class_names), encoding="utf-8")
         info = _model_info(clf, fmt, quantize, keras_file)
-        info["size_bytes"] = _size(model_path)
+        info.update(_write_model(clf, fmt, quantize, tmp))
+        info["size_bytes"] = _size(tmp / MODEL_FILE[fmt])
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        result_check = None
-        if check is not None:
-            result_check = _check(clf, tmp, check, check_labels)
+        result_check = _check(clf, tmp, check, check_labels) if check is not None else None
         _replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return ExportResult(out, out / MODEL_FILE[fmt], fmt, quantize, info["size_bytes"], keras_file.stat().st_size,
-                        result_check)
+                        result_check, info)
+
+
+def _load_source(path, plugins) -> Classifier:
+    """The Keras model to export, with its class names and offline steps (the one place exports load a run)."""
+    clf = load_classifier(path, plugins=plugins)
+    if clf.kind != "keras":
+        raise ConfigError(f"{str(path)!r} is already an export ({clf.kind}); export from the run folder or .keras file")
+    bad = [name for name in clf.class_names if "\n" in name or "\r" in name or not name.strip()]
+    if bad:
+        raise ConfigError(f"class name {bad[0]!r} cannot be written one per line to {LABELS_FILE}; rename the class")
+    return clf
+
+
+def _write_model(clf: Classifier, fmt: str, quantize: str | None, folder: Path) -> dict[str, Any]:
+    dest = folder / MODEL_FILE[fmt]
+    if fmt == "saved_model":
+        top_k = min(TOP_K, clf.num_classes)
+        return {"top_k": top_k, **_write_saved_model(clf, dest, folder / LABELS_FILE, top_k)}
+    if fmt == "tflite":
+        return _write_tflite(clf.model, clf.input_shape, dest, quantize)
+    return _write_onnx(clf.model, clf.input_shape, dest, clf.class_names)
 
 
 def _keras_file(path: Path) -> Path:
@@ -219,16 +372,17 @@ def _keras_file(path: Path) -> Path:
     return resolve_model(path)[1]
 
 
-def _check_batch(clf: Classifier, check: Any, strict: bool) -> np.ndarray:
+def _check_batch(clf: Classifier, check: Any, strict: bool) -> tuple[np.ndarray, list[bytes] | None]:
+    """The preprocessed check images and, when every one came from a file, the files' bytes."""
     if callable(check):
-        return check(clf.input_shape)
+        return check(clf.input_shape), None
     if isinstance(check, np.ndarray) and check.ndim == 4 and check.shape[1:] == clf.input_shape \
             and check.dtype == np.uint8:
-        return check
+        return check, None
     from .predict import ImageDecodeError, expand_inputs
 
     items, _ = expand_inputs(check)
-    arrays = []
+    arrays, files = [], []
     for item in items:
         try:
             arrays.append(clf.preprocess(item))
@@ -236,17 +390,40 @@ def _check_batch(clf: Classifier, check: Any, strict: bool) -> np.ndarray:
             if strict:
                 raise
             continue  # unreadable check images are simply not compared
+        files.append(Path(item).read_bytes() if isinstance(item, (str, os.PathLike)) else None)
     if not arrays:
         raise ConfigError("no readable images to check the export on")
-    return np.stack(arrays)
+    return np.stack(arrays), (files if all(f is not None for f in files) else None)
 
 
 def _check(clf: Classifier, folder: Path, check: Any, labels: np.ndarray | None) -> dict[str, Any]:
-    batch = _check_batch(clf, check, strict=labels is not None)  # labels must stay aligned
+    batch, files = _check_batch(clf, check, strict=labels is not None)  # labels must stay aligned
     exported = load_classifier(folder)
-    reference = np.concatenate([clf.predict_proba(batch[i:i + 256]) for i in range(0, len(batch), 256)])
-    other = np.concatenate([exported.predict_proba(batch[i:i + 256]) for i in range(0, len(batch), 256)])
-    return compare_outputs(reference, other, labels)
+    reference = _chunked(clf.predict_proba, batch)
+    out = compare_outputs(reference, _chunked(exported.predict_proba, batch), labels)
+    if files and exported.kind == "saved_model" and BYTES_SIGNATURE in exported.info.get("signatures", {}) \
+            and exported.info.get("image_bytes_signature", {}).get("available"):
+        out["image_bytes"] = _check_bytes(folder / MODEL_FILE["saved_model"], files, batch, reference, labels)
+    return out
+
+
+def _chunked(fn, batch, size: int = 256) -> np.ndarray:
+    return np.concatenate([fn(batch[i:i + size]) for i in range(0, len(batch), size)])
+
+
+def _check_bytes(saved_model: Path, files: list[bytes], batch: np.ndarray, reference: np.ndarray,
+                 labels: np.ndarray | None) -> dict[str, Any]:
+    """The image-bytes signature on the original files against Keras on the predict pipeline's pixels."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(saved_model))
+    serve, prep = loaded.signatures[BYTES_SIGNATURE], loaded.signatures[PREPROCESS_SIGNATURE]
+    chunks = [files[i:i + 64] for i in range(0, len(files), 64)]
+    probs = np.concatenate([serve(image_bytes=tf.constant(c))["probabilities"].numpy() for c in chunks])
+    pixels = np.concatenate([prep(image_bytes=tf.constant(c))["image"].numpy() for c in chunks])
+    out = compare_outputs(reference, probs, labels)
+    out["pixels_max_diff"] = int(np.max(np.abs(pixels.astype(np.int16) - batch.astype(np.int16))))
+    return out
 
 
 def _replace(tmp: Path, out: Path) -> None:

@@ -8,7 +8,7 @@ at load time), not ``model.predict``, so single-image latency is milliseconds.
 
 ``path`` may be a run folder (``run.json`` + ``best.keras``), a ``.keras`` file
 with a ``run.json`` (or ``<stem>.json``) beside it, or a folder written by
-:func:`mathsym_zoo.export.export` (SavedModel or TFLite with ``model_info.json``).
+:func:`mathsym_zoo.export.export` (SavedModel, TFLite or ONNX with ``model_info.json``).
 """
 
 from __future__ import annotations
@@ -200,8 +200,11 @@ def _saved_model_call(folder: Path) -> Callable[[np.ndarray], np.ndarray]:
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(folder))
-    fn = loaded.signatures["serving_default"]
-    (out_key,) = fn.structured_outputs.keys()
+    # Exports since the image-bytes signature keep the uint8 batch signature under "serving_images";
+    # older ones have it as "serving_default" with one output.
+    fn = loaded.signatures.get("serving_images") or loaded.signatures["serving_default"]
+    keys = list(fn.structured_outputs.keys())
+    out_key = "probabilities" if "probabilities" in keys else keys[0]
     (in_key,) = fn.structured_input_signature[1].keys()
 
     def call(batch: np.ndarray) -> np.ndarray:
@@ -209,6 +212,22 @@ def _saved_model_call(folder: Path) -> Callable[[np.ndarray], np.ndarray]:
 
     call(np.zeros((1, *fn.structured_input_signature[1][in_key].shape[1:]), np.uint8))
     call.keepalive = loaded  # the concrete function needs its object alive
+    return call
+
+
+def _onnx_call(file: Path) -> Callable[[np.ndarray], np.ndarray]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ConfigError(f"{str(file)!r} is an ONNX model; running it needs onnxruntime "
+                          "(pip install 'mathsym-zoo[onnx]')") from None
+    session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+    in_name = session.get_inputs()[0].name
+    out_name = session.get_outputs()[0].name
+
+    def call(batch: np.ndarray) -> np.ndarray:
+        return session.run([out_name], {in_name: batch})[0]
+
     return call
 
 
@@ -258,7 +277,7 @@ class Classifier:
         self.preprocessing = preprocessing  # offline steps as resolved dicts, as in run.json
         self.steps = steps  # the built offline Preprocessor objects, in order
         self.source = source  # where it was loaded from
-        self.kind = kind  # "keras", "saved_model" or "tflite"
+        self.kind = kind  # "keras", "saved_model", "tflite" or "onnx"
         self.model = model  # the Keras model (kind "keras" only)
         self.info = info or {}  # run.json or model_info.json
 
@@ -397,12 +416,12 @@ def resolve_model(path: Path, *, require_metadata: bool = True) -> tuple[str, Pa
     from .runs import Run
 
     path = Path(path).expanduser()
-    if path.is_file() and path.suffix == ".tflite" and (path.parent / INFO_FILE).is_file():
-        return "tflite", path, path.parent / INFO_FILE
+    if path.is_file() and path.suffix in (".tflite", ".onnx") and (path.parent / INFO_FILE).is_file():
+        return path.suffix[1:], path, path.parent / INFO_FILE
     if path.is_dir() and (path / INFO_FILE).is_file():
         info = _read_json(path / INFO_FILE)
         fmt, name = info.get("format"), info.get("file")
-        if fmt not in ("saved_model", "tflite") or not isinstance(name, str):
+        if fmt not in ("saved_model", "tflite", "onnx") or not isinstance(name, str):
             raise ConfigError(f"{str(path / INFO_FILE)!r}: unknown export format {fmt!r}")
         return fmt, path / name, path / INFO_FILE
     if path.is_dir() and not Run.is_run(path):
@@ -449,6 +468,8 @@ def load_classifier(path: str | os.PathLike, *, plugins=None, warm_batch: int = 
         call = CompiledModel(model).warm(1, warm_batch)
     elif kind == "saved_model":
         call = _saved_model_call(model_path)
+    elif kind == "onnx":
+        call = _onnx_call(model_path)
     else:
         call = _tflite_call(model_path)
     if shape is None or len(shape) != 3:

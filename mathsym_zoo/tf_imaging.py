@@ -19,7 +19,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["FILTERS", "decode", "over_white", "to_luma", "resize", "pad_to", "invert"]
+__all__ = ["FILTERS", "decode", "over_white", "to_luma", "to_channels", "resize", "fit_size", "pad_to"]
 
 PRECISION_BITS = 22  # Resample.c: 32 bits - 8 for the value - 2 of headroom
 ALPHA_BITS = 7  # AlphaComposite.c
@@ -88,6 +88,14 @@ def _composite(channels, alpha):
     return out
 
 
+def _by_channels(image, branches):
+    """``branches[C - 1]()``, chosen while tracing when C is known (other branches would not trace)."""
+    static = image.shape[-1]
+    if static is not None:
+        return branches[static - 1]()
+    return tf.switch_case(tf.shape(image)[-1] - 1, branches)
+
+
 def over_white(image):
     """Transparent pixels become white paper: LA -> L, RGBA -> RGB (1 and 3 channels pass through)."""
     x = tf.cast(image, tf.int32)
@@ -98,8 +106,7 @@ def over_white(image):
     def rgba():
         return tf.stack(_composite([x[..., 0], x[..., 1], x[..., 2]], x[..., 3]), -1)
 
-    c = tf.shape(x)[-1]
-    out = tf.switch_case(c - 1, [lambda: tf.concat([x, x, x], -1)[..., :1], gray_alpha, lambda: x, rgba])
+    out = _by_channels(x, [lambda: x, gray_alpha, lambda: x, rgba])
     return tf.cast(tf.ensure_shape(out, (None, None, None)), tf.uint8)
 
 
@@ -112,7 +119,7 @@ def to_luma(image):
         value = x[..., 0] * 19595 + x[..., 1] * 38470 + x[..., 2] * 7471 + 0x8000
         return tf.bitwise.right_shift(value, 16)[..., None]
 
-    out = tf.cond(tf.shape(x)[-1] == 1, lambda: x, luma)
+    out = _by_channels(x, [lambda: x, lambda: x[..., :1], luma, luma])  # 2 and 4: composite first
     return tf.cast(tf.ensure_shape(out, (None, None, 1)), tf.uint8)
 
 
@@ -188,5 +195,10 @@ def pad_to(image, height: int, width: int, fill: int):
     return tf.pad(image, paddings, constant_values=tf.cast(fill, image.dtype))
 
 
-def invert(image):
-    return 255 - image
+def to_channels(image, channels: int):
+    """Bring an image to the model's channels as the cache/predict do: luma for 1, grey repeated for 3."""
+    if channels == 1:
+        return to_luma(over_white(image))
+    image = over_white(image)
+    out = _by_channels(image, [lambda: tf.concat([image] * channels, -1)] + [lambda: image[..., :channels]] * 3)
+    return tf.ensure_shape(out, (None, None, channels))

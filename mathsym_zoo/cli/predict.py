@@ -166,7 +166,7 @@ def predict(
 def export(
     model: ModelArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Export folder to create.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="saved_model or tflite.")] = "saved_model",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="saved_model, tflite or onnx.")] = "saved_model",
     quantize: Annotated[Optional[str], typer.Option("--quantize", "-q", help="TFLite only: dynamic or float16.")] = None,
     check: Annotated[Optional[list[str]], typer.Option(
         "--check", help="Images or folders to compare the export with the Keras model on. Repeatable.")] = None,
@@ -175,12 +175,14 @@ def export(
     plugins_dir: PluginsDirOpt = None,
     strict: StrictOpt = False,
 ):
-    """Export a run as a TensorFlow SavedModel or TFLite file, with labels and metadata.
+    """Export a run as a TensorFlow SavedModel, TFLite or ONNX file, with labels and metadata.
 
-    The export takes the uint8 image after the run's offline preprocessing
-    (model_info.json says which) and returns class probabilities. It is
-    reloaded and compared with the Keras model on the --check images, or on
-    synthetic inputs when none are given.
+    The SavedModel's default signature takes encoded image files (any size and
+    mode) and runs the run's offline preprocessing inside the graph; every
+    format also takes the preprocessed uint8 image (model_info.json says
+    which). The export is reloaded and compared with the Keras model on the
+    --check images (for a SavedModel also through the image-bytes signature on
+    the files themselves), or on synthetic inputs when none are given.
     """
     from ..export import export as do_export, synthetic_inputs
     from ..modelinfo import format_size
@@ -198,5 +200,12 @@ def export(
     where = f"{c['images']} {'given' if check else 'synthetic'} images"
     table.add_row("top-1 agreement", f"{c['top1_agreement']:.2%} on {where}")
     table.add_row("max |Δp|", f"{c['max_abs_diff']:.2e}")
+    if "image_bytes" in c:
+        b = c["image_bytes"]
+        table.add_row("image bytes → top-1", f"{b['top1_agreement']:.2%} on {b['images']} files "
+                      f"(max |Δp| {b['max_abs_diff']:.2e}, pixels within {b['pixels_max_diff']} grey levels of predict's)")
+    elif not result.info.get("image_bytes_signature", {}).get("available", fmt != "saved_model"):
+        reason = result.info.get("image_bytes_signature", {}).get("reason", "")
+        table.add_row("image bytes", escape(f"no image-bytes signature: {reason}"))
     table.add_row("labels", escape(str(result.path / 'labels.txt')))
     console.print(table)
