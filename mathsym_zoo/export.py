@@ -162,13 +162,15 @@ def _write_saved_model(clf: Classifier, dest: Path, labels_file: Path, top_k: in
     archive.track(model)
     archive.track(table)
     bytes_spec = [tf.TensorSpec((None,), tf.string, name="image_bytes")]
-    try:  # tracing runs every step's graph_apply
-        archive.add_endpoint(BYTES_SIGNATURE, lambda image_bytes: outputs(preprocess(image_bytes)), bytes_spec)
-        archive.add_endpoint(PREPROCESS_SIGNATURE, lambda image_bytes: {"image": preprocess(image_bytes)},
-                             bytes_spec)
+    try:  # tracing runs every step's graph_apply (endpoints are traced only when written)
+        tf.function(preprocess).get_concrete_function(*bytes_spec)
         unavailable = None
     except NotImplementedError as exc:
         unavailable = str(exc)
+    if unavailable is None:
+        archive.add_endpoint(BYTES_SIGNATURE, lambda image_bytes: outputs(preprocess(image_bytes)), bytes_spec)
+        archive.add_endpoint(PREPROCESS_SIGNATURE, lambda image_bytes: {"image": preprocess(image_bytes)},
+                             bytes_spec)
     images_name = IMAGES_SIGNATURE if unavailable is None else BYTES_SIGNATURE
     archive.add_endpoint(images_name, outputs, [_images_spec(shape)])
     if unavailable is not None:
