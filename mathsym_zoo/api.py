@@ -9,7 +9,7 @@ from .registry import Job, resolve
 
 __all__ = ["PluginSet", "Job", "resolve", "list_plugins", "list_components", "attach_model_metadata",
            "load_dataset", "load_split", "train", "resume", "open_run", "runs", "compare", "evaluate",
-           "model_info", "load_classifier", "export_model"]
+           "model_info", "load_classifier", "export_model", "write_croissant"]
 
 
 def list_plugins(*, include_builtin: bool = True, hook: str | None = None, plugins: PluginSet | None = None) -> list[dict[str, Any]]:
@@ -50,7 +50,7 @@ def load_classifier(path, **kwargs):
 
 
 def export_model(path, fmt: str = "saved_model", quantize: str | None = None, out=None, **kwargs):
-    """SavedModel or TFLite export with labels.txt and model_info.json (see :mod:`mathsym_zoo.export`)."""
+    """SavedModel, TFLite or ONNX export with labels.txt and model_info.json (see :mod:`mathsym_zoo.export`)."""
     from .export import export
 
     return export(path, fmt, quantize, out, **kwargs)
@@ -147,3 +147,12 @@ def model_info(name: str, params=None, **kwargs):
     from .modelinfo import model_info as _info
 
     return _info(name, params, **kwargs)
+
+
+def write_croissant(job: Job, out_dir, *, overwrite: bool = False, verify: bool = False):
+    """Croissant 1.0 JSON-LD, records.csv and PNGs of the job's decoded cache and split
+    (``mathsym-zoo croissant``); ``verify`` reads the records back through mlcroissant.
+    See :func:`mathsym_zoo.croissant.publish`."""
+    from .croissant import publish
+
+    return publish(job, out_dir, overwrite=overwrite, verify=verify)

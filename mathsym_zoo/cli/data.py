@@ -251,3 +251,45 @@ def show(
         console.print(block, crop=False, no_wrap=True)
     console.print(f"{len(indices)} random images of {job.source.name!r}"
                   + (f" labelled {label!r}" if label else "") + "; --out sheet.png writes a PNG", highlight=False)
+
+
+# -- croissant -------------------------------------------------------------------
+
+
+@app.command()
+def croissant(
+    source_arg: SourceArg = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (croissant.json, records.csv, images/).")] = ...,
+    source: SourceOpt = None,
+    registry: RegistryOpt = None,
+    set_: SetOpt = None,
+    plugins_dir: PluginsDirOpt = None,
+    strict: StrictOpt = False,
+    progress: ProgressOpt = True,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out folder.")] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Read every record back through mlcroissant and "
+                                                          "compare the counts per side with the split.")] = False,
+):
+    """Share the decoded data and its split as Croissant 1.0 (JSON-LD + PNGs + records.csv).
+
+    Another tool loads the same split with mlcroissant: record set "samples"
+    (image, label, group, side, source path, checksums). Licence and citation
+    come from the source's own metadata where it has them.
+    """
+    from ..croissant import publish
+
+    job = load_job(registry, _pick_source(source_arg, source), set_, plugins_dir, strict)
+    result = publish(job, out, overwrite=force, verify=verify, progress=progress_enabled(progress))
+    counts = result["counts"]
+    console.print(f"wrote {escape(str(result['path']))}: " + ", ".join(f"{s} {n:,}" for s, n in counts.items())
+                  + f" images, split {result['split_hash'][:12]}", highlight=False, soft_wrap=True)
+    if result["metadata_note"]:
+        err_console.print(f"[yellow]note:[/] {escape(result['metadata_note'])}", highlight=False, soft_wrap=True)
+    for warning in result["warnings"]:
+        err_console.print(f"[yellow]mlcroissant warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    if verify:
+        same = result["loaded"] == counts
+        console.print(f"read back through mlcroissant: " + ", ".join(f"{s} {n:,}" for s, n in result["loaded"].items())
+                      + (" (equal to the split)" if same else " [bold red](differs from the split)[/]"), highlight=False)
+        if not same:
+            raise typer.Exit(1)
