@@ -7,7 +7,11 @@ or uses ``--run PATH``, then measures with :func:`mathsym_zoo.predict.load_class
 * single-image latency p50/p95 of the compiled call (preprocessed image in,
   probabilities out) and of ``Classifier.predict`` on one file (decode + offline
   preprocessing + call + top-k), against ``model.predict`` on one image,
-* batch throughput of the compiled call and of ``predict`` on a folder of files.
+* batch throughput of the compiled call and of ``predict`` on a folder of files,
+* single-image latency of each export format (SavedModel, TFLite, ONNX; each loaded
+  by ``load_classifier``, preprocessed image in) beside the compiled Keras call, and of
+  the SavedModel's image-bytes signature (one encoded file in: decoding and
+  preprocessing in the graph) beside ``predict()`` on one file.
 
 Images are real CROHME JPEGs from ``../shared/data/crohme_bench.zip`` when present,
 else generated strokes. Goal: single image <= 5 ms. Headline ``name: value`` lines last.
@@ -82,6 +86,28 @@ def timed(fn, repeat: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(wall) * 1000, np.asarray(cpu) * 1000
 
 
+def time_exports(run, tmp: Path, formats, one: np.ndarray, file: Path, repeat: int) -> dict:
+    """Single-image latency of each export, loaded as a deployer would (through load_classifier)."""
+    import tensorflow as tf
+
+    from mathsym_zoo.export import export
+    from mathsym_zoo.predict import load_classifier
+
+    out = {}
+    for fmt in formats:
+        result = export(run, fmt, None, tmp / f"export-{fmt}")
+        exported = load_classifier(result.path)
+        exported.predict_proba(one)  # warm-up
+        out[f"export {fmt}, 1 preprocessed image"] = timed(lambda: exported.predict_proba(one), repeat)
+        if fmt == "saved_model" and result.info.get("image_bytes_signature", {}).get("available"):
+            serve = tf.saved_model.load(str(result.model_path)).signatures["serving_default"]
+            data = tf.constant([file.read_bytes()])
+            serve(image_bytes=data)  # warm-up
+            out["export saved_model bytes, 1 file (decode in graph)"] = timed(
+                lambda: serve(image_bytes=data)["probabilities"].numpy(), repeat)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="notebook-cnn", help="zoo architecture to build (ignored with --run)")
@@ -89,6 +115,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=300, help="single-image calls per measurement")
     parser.add_argument("--images", type=int, default=1024, help="images for the throughput measurements")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--formats", default="saved_model,tflite,onnx",
+                        help="export formats to time beside the Keras call ('' for none)")
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -120,6 +148,7 @@ def main() -> None:
         start = time.perf_counter()
         preds = clf.predict(paths, top_k=5, batch_size=args.batch_size)
         files_ips = len(preds) / (time.perf_counter() - start)
+        exported = time_exports(run, tmp, [f for f in args.formats.split(",") if f], one, paths[0], args.repeat)
 
     name = args.run or args.arch
     print(f"model {name} ({clf.model.count_params():,} params), TensorFlow {tf.__version__}, "
@@ -129,6 +158,9 @@ def main() -> None:
             ("predict(), 1 file (decode+preprocess+top-5)", full),
             ("model.predict, 1 image", keras_predict)]
     for label, (t, c) in rows:
+        print(f"{label:>46}: p50 {np.percentile(t, 50):7.2f} ms  p95 {np.percentile(t, 95):7.2f} ms  "
+              f"(CPU p50 {np.percentile(c, 50):6.2f} ms, n={len(t)})")
+    for label, (t, c) in exported.items():
         print(f"{label:>46}: p50 {np.percentile(t, 50):7.2f} ms  p95 {np.percentile(t, 95):7.2f} ms  "
               f"(CPU p50 {np.percentile(c, 50):6.2f} ms, n={len(t)})")
     print(f"{'speed-up of the compiled call (p50)':>46}: {np.median(keras_predict[0]) / np.median(compiled[0]):.0f}x")
@@ -143,6 +175,10 @@ def main() -> None:
     print(f"model_predict_p50_ms: {np.percentile(keras_predict[0], 50):.2f}")
     print(f"throughput_call_ips: {call_ips:.0f}")
     print(f"throughput_files_ips: {files_ips:.0f}")
+    for label, (t, _) in exported.items():
+        key = label.split(",")[0].replace(" ", "_").replace("-", "_")
+        print(f"{key}_p50_ms: {np.percentile(t, 50):.2f}")
+        print(f"{key}_vs_compiled_p50: {np.percentile(t, 50) / np.percentile(compiled[0], 50):.2f}x")
 
 
 if __name__ == "__main__":

@@ -175,7 +175,7 @@ def _write_saved_model(clf: Classifier, dest: Path, labels_file: Path, top_k: in
     archive.add_endpoint(images_name, outputs, [_images_spec(shape)])
     if unavailable is not None:
         archive.add_endpoint(IMAGES_SIGNATURE, outputs, [_images_spec(shape)])
-    with _quiet_tf_logger():  # "Issue encountered when serializing table_initializer": harmless, says TF
+    with _quiet_tf_logger():  # "Issue encountered when serializing table_initializer": harmless, TF says
         archive.write_out(str(dest), verbose=False)
     return _signatures_info(shape, clf.num_classes, top_k, unavailable)
 
@@ -218,7 +218,8 @@ def _probabilities_archive(model, input_shape, dest: Path) -> None:
     archive.track(model)
     archive.add_endpoint("serving_default", lambda image: {"probabilities": _probabilities(model, image)},
                          [_images_spec(input_shape)])
-    archive.write_out(str(dest), verbose=False)
+    with _quiet_tf_logger():  # a label table made by an earlier export in this process is reported again
+        archive.write_out(str(dest), verbose=False)
 
 
 def _write_tflite(model, input_shape, dest: Path, quantize: str | None) -> dict[str, Any]:
@@ -254,7 +255,8 @@ def _write_onnx(model, input_shape, dest: Path, class_names) -> dict[str, Any]:
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     spec = (_images_spec(input_shape),)
     fn = tf.function(lambda image: {"probabilities": _probabilities(model, image)}, input_signature=spec)
-    proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=ONNX_OPSET)
+    with _quiet_tf_logger():
+        proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=ONNX_OPSET)
     for key, value in (("class_names", json.dumps(list(class_names))), ("input", INPUT_DOC), ("output", OUTPUT_DOC)):
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
