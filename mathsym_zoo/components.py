@@ -74,6 +74,7 @@ class Preprocessor:
         encoded image bytes. Raise NotImplementedError (with the reason) when it cannot match ``apply``."""
         raise NotImplementedError(f"{type(self).__name__} has no TensorFlow version (graph_apply)")
 
+
 def is_offline(step) -> bool:
     """The one test of a step's stage: offline steps run at ingest (and in ``predict``),
     online ones are layers inside the model. A step that says nothing is offline."""
