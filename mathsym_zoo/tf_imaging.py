@@ -7,8 +7,12 @@ fixed-point arithmetic and its order of passes (which changed in Pillow 13), so 
 (float64 sums of integers are exact; tests allow +-1 grey level for libm and
 summation-order differences in the filter weights).
 
-Pillow's ``nearest`` resize walks source coordinates by accumulated float
-additions; it is not reproduced (:data:`FILTERS` lists what is).
+Where the graph differs from the cache (``mathsym_zoo.data.images.to_8bit``):
+16-bit PNGs are reduced to 8 bits by libpng (high byte) instead of ``round(v / 257)``
+(at most 1 grey level before resizing); EXIF orientation is not applied (TensorFlow's
+decoders ignore it: rotate such files first); GIF transparency is not seen (TensorFlow
+decodes GIFs to RGB). Pillow's ``nearest`` resize walks source coordinates by
+accumulated float additions; it is not reproduced (:data:`FILTERS` lists what is).
 All functions take and return uint8 tensors ``(H, W, C)`` and run inside a ``tf.function``.
 """
 
