@@ -157,15 +157,14 @@ def test_label_smoothing_caps_the_confidence(tmp_path):
     data = write_images(tmp_path / "data", images)
     confidence = {}
     for eps in (0.0, 0.2):
-        job = make_job(tmp_path / str(eps), data, epochs=20, learning_rate=0.05, label_smoothing=eps)
+        job = make_job(tmp_path / str(eps), data, epochs=8, batch_size=8, learning_rate=0.05, label_smoothing=eps)
         probs = probabilities(api.train(job, "tiny-test"), images["dark"] + images["light"])
         truth = np.repeat([0, 1], 30)
         assert (probs.argmax(1) == truth).mean() == 1.0, eps  # both runs learned the task
         confidence[eps] = probs[np.arange(60), truth]
     target = 1 - 0.2 + 0.2 / 2
     assert confidence[0.2].mean() == pytest.approx(target, abs=0.03), confidence[0.2].mean()
-    assert confidence[0.2].max() < target + 0.03
-    assert confidence[0.0].mean() > 0.97
+    assert confidence[0.2].max() < 0.95 < confidence[0.0].min()  # every image: capped vs not
 
 
 # -- a model learns ----------------------------------------------------------------
