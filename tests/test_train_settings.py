@@ -85,11 +85,13 @@ def test_early_stopping_stops_and_restores_the_best_epoch(tmp_path):
     val = set(np.asarray(api.load_dataset(probe_job).paths)[probe_split.indices["val"]])
     assert len(val) == 16
 
-    def drawn(label):
-        return [noise(rng, 1, (60 if label == "dark" else 190) if f"extracted_images/{label}/{label}_{i:03d}.png"
-                      not in val else (190 if label == "dark" else 60))[0] for i in range(names[label])]
+    def drawn(label: str, i: int) -> np.ndarray:
+        light = label == "light"
+        if f"extracted_images/{label}/{label}_{i:03d}.png" in val:
+            light = not light  # the validation side says the opposite
+        return noise(rng, 1, 190 if light else 60)[0]
 
-    data = write_images(tmp_path / "data", {c: drawn(c) for c in names})
+    data = write_images(tmp_path / "data", {c: [drawn(c, i) for i in range(n)] for c, n in names.items()})
     patience, epochs = 2, 12
     job = make_job(tmp_path, data, epochs=epochs, early_stopping_patience=patience, learning_rate=0.01, batch_size=8)
     assert api.load_split(job).hash == probe_split.hash  # the same images are on the validation side
