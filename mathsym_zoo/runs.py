@@ -25,7 +25,6 @@ import csv
 import dataclasses
 import datetime as _dt
 import io
-import json
 import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator

@@ -24,7 +24,7 @@ HAVE_UNAR = shutil.which("unar") is not None
 # CI installs unar (.ci/run); only a local machine without it may skip.
 needs_unar = pytest.mark.skipif(not HAVE_UNAR and not os.environ.get("CI"),
                                 reason="unar not installed (apt-get install unar)")
-needs_samples = pytest.mark.skipif(not RAR_SAMPLES.is_dir(), reason="rar-samples not found")
+needs_samples = pytest.mark.shared_data("rar-samples")
 
 
 def png(value: int = 0, size=(6, 5)) -> bytes:

@@ -296,7 +296,7 @@ CROHME = REPO.parent / "shared" / "data" / "crohme_bench.zip"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not CROHME.is_file(), reason="crohme_bench.zip not available")
+@pytest.mark.shared_data("crohme_bench.zip")
 def test_real_crohme_archive(tmp_path):
     raw = {"data": {"source": "crohme", "cache_dir": str(tmp_path)},
            "sources": {"crohme": {"type": "archive", "path": str(CROHME),

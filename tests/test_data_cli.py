@@ -117,7 +117,7 @@ def test_data_commands_do_not_import_tensorflow(registry):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not CROHME.is_file(), reason="crohme_bench.zip not available")
+@pytest.mark.shared_data("crohme_bench.zip")
 def test_info_and_show_on_real_crohme(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MATHSYM_ZOO_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(REPO)

@@ -14,7 +14,7 @@ TFLite dynamic (int8)  5e-2            >= 95 %, accuracy change >= -3 points
 =====================  ==============  ====================
 
 The real-data tests train a small model with ``train_model`` for a few seconds
-on CROHME symbols from ``../shared/data/crohme_bench.zip`` (skipped when absent)
+on CROHME symbols from ``../shared/data/crohme_bench.zip`` (skipped when absent; an error in CI)
 and compare on held-out images of that archive; they print size and agreement
 per format (``pytest -s``).
 """
@@ -306,7 +306,7 @@ def test_compare_outputs_accuracy_change():
 # -- slow: a model trained on real CROHME symbols, held-out real images ---------------------------
 
 
-needs_bench = pytest.mark.skipif(not H.BENCH_ZIP.is_file(), reason=f"{H.BENCH_ZIP} not present")
+needs_bench = pytest.mark.shared_data("crohme_bench.zip")
 
 
 @pytest.fixture(scope="module")

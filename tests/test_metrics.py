@@ -129,3 +129,56 @@ def test_summarize_keys():
     s = M.summarize(Y, PROBS, ["a", "b", "c"])
     assert s["top1"] == 0.5 and s["top5"] == 1.0 and s["n"] == 4 and s["correct"] == 2
     assert len(s["confusion"]) == 3 and s["ci_method"] == "wilson"
+
+
+# -- against scipy's references (scipy is a test dependency only) ----------------
+
+# Small tables (exact test), the b + c = 25 switch, tied counts (b == c) on both sides of it, large tables.
+MCNEMAR_GRID = [(1, 0), (0, 5), (3, 3), (10, 2), (12, 12), (7, 17), (12, 13), (13, 12), (13, 13), (14, 11),
+                (18, 7), (20, 20), (30, 10), (45, 60), (100, 100), (101, 100), (150, 100), (500, 430)]
+
+
+@pytest.mark.parametrize("b, c", MCNEMAR_GRID)
+def test_mcnemar_grid_against_scipy(b, c):
+    from scipy import stats
+
+    r = M.mcnemar_from_counts(b, c)
+    exact = stats.binomtest(b, b + c, 0.5).pvalue  # two-sided
+    if b + c < M.MCNEMAR_EXACT_BELOW:
+        assert r.method == "exact" and r.statistic is None
+        assert r.p_value == pytest.approx(exact, rel=1e-9)
+    else:
+        # Edwards' correction clamped at zero (the documented choice for b == c).
+        stat = max(abs(b - c) - 1, 0) ** 2 / (b + c)
+        assert r.method == "chi2-cc"
+        assert r.statistic == pytest.approx(stat, abs=1e-12)
+        assert r.p_value == pytest.approx(stats.chi2.sf(stat, df=1), rel=1e-9, abs=1e-15)
+        assert abs(r.p_value - exact) < 0.005  # the approximation stays close to the exact test
+
+
+@pytest.mark.parametrize("k", [13, 14, 20, 100])
+def test_mcnemar_tied_counts_give_p_one_like_the_exact_test(k):
+    """b == c: no evidence either way. We clamp the continuity correction, so p = 1
+    (the exact binomial p); statsmodels/R's mcnemar square |b - c| - 1 = -1 instead."""
+    from scipy import stats
+
+    r = M.mcnemar_from_counts(k, k)
+    assert r.method == "chi2-cc" and r.statistic == 0.0 and r.p_value == 1.0
+    assert stats.binomtest(k, 2 * k, 0.5).pvalue == pytest.approx(1.0)
+    unclamped = stats.chi2.sf(1 / (2 * k), df=1)  # statsmodels' mcnemar(exact=False): 0.84 at k = 13
+    assert unclamped < 0.96 and r.p_value - unclamped > 0.04
+    # One apart is tied too once corrected: |13 - 14| - 1 = 0.
+    assert M.mcnemar_from_counts(k, k + 1).p_value == 1.0
+
+
+@pytest.mark.parametrize("confidence", [0.90, 0.95, 0.99])
+@pytest.mark.parametrize("successes, n", [(0, 1), (1, 1), (0, 10), (3, 10), (8, 10), (10, 10), (1, 37),
+                                          (50, 100), (97, 100), (4321, 4648), (46_000, 46_479)])
+def test_wilson_interval_against_scipy(successes, n, confidence):
+    from scipy import stats
+
+    ref = stats.binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
+    lo, hi = M.wilson_interval(successes, n, confidence)
+    assert lo == pytest.approx(ref.low, abs=1e-12)
+    assert hi == pytest.approx(ref.high, abs=1e-12)
+    assert lo <= successes / n <= hi

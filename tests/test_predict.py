@@ -113,6 +113,44 @@ def test_transparent_pixels_become_white_paper(clf):
     assert x[0, -1, 0] == 255 and x[0, 0, 0] == 0  # paper corner white, ink dark
 
 
+# Pixels worked out by hand, independent of the preprocessing plugins (the run's steps are
+# grayscale, then resize_pad to 45x45, bicubic, white fill).
+
+
+def test_pixels_of_a_short_wide_drawing_are_padded_not_resized(clf):
+    """20x45 fits at scale 1: no resampling, (45 - 20) // 2 = 12 white rows above, 13 below."""
+    drawing = np.full((20, 45), 255, np.uint8)
+    drawing[3:17, 5] = 0  # a vertical stroke
+    drawing[9, 5:40] = 0  # a horizontal stroke
+    drawing[15, 30:33] = [40, 90, 160]  # grey levels survive as they are
+    expected = np.full((45, 45), 255, np.uint8)
+    expected[12:32] = drawing
+    np.testing.assert_array_equal(clf.preprocess(drawing)[..., 0], expected)
+    np.testing.assert_array_equal(clf.preprocess(Image.fromarray(drawing.T.copy()))[..., 0], expected.T)  # tall
+
+
+def test_pixels_of_a_downscaled_drawing(clf):
+    """90x30, left half ink: halved to 45x15 (rows 15-29), the edge column a symmetric mix."""
+    drawing = np.full((30, 90), 255, np.uint8)
+    drawing[:, :45] = 0
+    x = clf.preprocess(drawing)[..., 0]
+    assert (x[:15] == 255).all() and (x[30:] == 255).all()  # padding
+    assert (x[15:30, :21] == 0).all() and (x[15:30, 24:] == 255).all()  # far from the edge: unchanged
+    assert (x[15:30, 22] == 128).all()  # output column 22 straddles source columns 44|45 evenly: 127.5
+    assert (np.diff(x[15:30].astype(int), axis=1) >= 0).all()
+
+
+@pytest.mark.parametrize("rgb, grey", [((255, 0, 0), 76), ((0, 255, 0), 150), ((0, 0, 255), 29),
+                                       ((255, 255, 255), 255), ((0, 0, 0), 0)])
+def test_colour_ink_becomes_itu_r_601_grey(clf, rgb, grey):
+    """L = (19595 R + 38470 G + 7471 B + 2^15) >> 16 (ITU-R 601-2 luma, PIL's integer form)."""
+    assert grey == (19595 * rgb[0] + 38470 * rgb[1] + 7471 * rgb[2] + 2**15) >> 16
+    image = np.full((45, 45, 3), 255, np.uint8)
+    image[10:20, 10:20] = rgb
+    x = clf.preprocess(image)[..., 0]
+    assert (x[10:20, 10:20] == grey).all() and x[0, 0] == 255 and x.sum() == 255 * 45 * 45 - 100 * (255 - grey)
+
+
 def test_probabilities_are_the_models(clf, image_files):
     batch = np.stack([clf.preprocess(p) for p in image_files])
     expected = clf.model(batch.astype("float32"), training=False).numpy()

@@ -6,11 +6,12 @@ import dataclasses
 import textwrap
 from pathlib import Path
 
+import pydantic
 import pytest
 
 from mathsym_zoo.cli import run
 from mathsym_zoo.errors import ConfigError
-from mathsym_zoo.registry import Job, apply_override, parse_value, resolve
+from mathsym_zoo.registry import apply_override, parse_value, resolve
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = '[data]\nsource = "demo"\n[sources.demo]\ntype = "demo"\n'
@@ -126,11 +127,16 @@ def test_bare_plugin_names_get_defaults():
 
 def test_job_is_immutable_and_serialisable():
     job = resolve(REPO / "registry.toml", source="demo")
-    assert isinstance(job, Job)
+    # The registry's [sources.demo] table, validated into the plugin's own params model.
+    assert (job.source.section, job.source.component.kind, job.source.component.plugin) == ("sources.demo", "source", "demo")
+    assert type(job.source.params).__name__ == "DemoParams" and job.source.params.images_per_class == 64
     with pytest.raises(dataclasses.FrozenInstanceError):
         job.train = None  # type: ignore[misc]
-    with pytest.raises(Exception):
-        job.train.epochs = 1  # pydantic frozen
+    with pytest.raises(pydantic.ValidationError, match="Instance is frozen"):
+        job.train.epochs = 1
+    with pytest.raises(pydantic.ValidationError, match="Instance is frozen"):
+        job.source.params.images_per_class = 1
+    assert job.train.epochs == 10 and job.source.params.images_per_class == 64
     data = job.to_dict()
     assert data["source"]["type"] == "demo" and data["train"]["epochs"] == job.train.epochs
     assert job.data_key() == resolve(REPO / "registry.toml", source="demo").data_key()

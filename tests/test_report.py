@@ -1,13 +1,14 @@
 """The HTML report: it parses, every image in it is a valid PNG, and Chromium renders it.
 
 The screenshot test needs Debian's ``chromium`` package (CI installs it); it is
-skipped only when no Chromium binary is found.
+skipped when no Chromium binary is found, except in CI (``CI`` set), where that fails.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -136,15 +137,55 @@ def test_evaluation_report(tmp_path, comparison):
     assert "zeta" in " ".join(checker.text)
 
 
-def test_leaderboard_table_marks_significance(comparison):
-    _, rows, _ = comparison
+def _with_correctness(name, correct):
+    """An evaluation whose top-1 is right exactly where ``correct`` is True."""
+    n, k = len(correct), len(CLASSES)
+    y = np.arange(n) % k
+    pred = np.where(correct, y, (y + 1) % k)
+    probs = np.full((n, k), 0.1 / (k - 1), np.float32)
+    probs[np.arange(n), pred] = 0.9
+    return _evaluation(name, y, probs, np.arange(n))
+
+
+def test_leaderboard_table_marks_significance():
+    """Known contingency tables against the best model (right on items 0-39 of 60):
+    ``b`` = best right / other wrong, ``c`` = best wrong / other right.
+
+    * "sig": b = 10, c = 2 -> exact p = 2 (C(12,0) + C(12,1) + C(12,2)) / 2^12 = 158/4096 = 0.0386 -> "*"
+    * "ns":  b = 5,  c = 3 -> exact p = 2 (1 + 8 + 28 + 56) / 2^8 = 186/256 = 0.727 -> "n.s."
+    * "near": b = 8,  c = 3 -> exact p = 2 (1 + 11 + 55 + 165) / 2^11 = 464/2048 = 0.227 -> "n.s."
+    """
     from rich.console import Console
 
+    best = np.arange(60) < 40
+
+    def flipped(wrong, right):
+        c = best.copy()
+        c[list(wrong)] = False
+        c[list(right)] = True
+        return c
+
+    evaluations = {"best": _with_correctness("best", best),
+                   "sig": _with_correctness("sig", flipped(range(0, 10), range(40, 42))),
+                   "ns": _with_correctness("ns", flipped(range(0, 5), range(40, 43))),
+                   "near": _with_correctness("near", flipped(range(0, 8), range(40, 43)))}
+    rows = {r["model"]: r for r in C.leaderboard(evaluations, {})}
+    assert rows["best"]["is_best"] and rows["best"]["rank"] == 1
+    assert (rows["sig"]["mcnemar_b"], rows["sig"]["mcnemar_c"]) == (10, 2)
+    assert rows["sig"]["mcnemar_p"] == pytest.approx(158 / 4096) and rows["sig"]["significant_vs_best"] is True
+    assert (rows["ns"]["mcnemar_b"], rows["ns"]["mcnemar_c"]) == (5, 3)
+    assert rows["ns"]["mcnemar_p"] == pytest.approx(186 / 256) and rows["ns"]["significant_vs_best"] is False
+    assert (rows["near"]["mcnemar_b"], rows["near"]["mcnemar_c"]) == (8, 3)
+    assert rows["near"]["mcnemar_p"] == pytest.approx(464 / 2048) and rows["near"]["significant_vs_best"] is False
+
     console = Console(width=250, record=True)
-    console.print(leaderboard_table(rows))
-    out = console.export_text()
-    assert "best" in out and "good" in out and "worse" in out
-    assert (" *" in out) == bool(rows[1]["significant_vs_best"])
+    console.print(leaderboard_table(list(rows.values())))
+    out = console.export_text().splitlines()
+    lines = {name: next(line for line in out if f" {name} " in line) for name in rows}  # the scores table
+    assert "p=0.039 *" in lines["sig"]
+    assert "p=0.73 n.s." in lines["ns"] and "*" not in lines["ns"]
+    assert "p=0.23 n.s." in lines["near"] and "*" not in lines["near"]
+    assert " best " in lines["best"] and "p=" not in lines["best"]
 
 
 def _chromium() -> str | None:
@@ -155,8 +196,11 @@ def _chromium() -> str | None:
     return None
 
 
-@pytest.mark.skipif(_chromium() is None, reason="Chromium not installed (Debian: apt-get install -y chromium)")
+# CI installs chromium (scripts/test.sh); only a local machine without it may skip.
+@pytest.mark.skipif(_chromium() is None and not os.environ.get("CI"),
+                    reason="Chromium not installed (Debian: apt-get install -y chromium)")
 def test_report_renders_in_headless_chromium(comparison, tmp_path):
+    assert _chromium(), "Chromium is needed in CI (scripts/test.sh installs it: apt-get install -y chromium)"
     path, _, _ = comparison
     shot = tmp_path / "report.png"
     cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

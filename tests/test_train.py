@@ -3,13 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -152,20 +145,6 @@ def test_resume_continues_like_an_uninterrupted_run(tmp_path):
         assert np.allclose(wa, wb, rtol=1e-4, atol=1e-6)
 
 
-def test_early_stopping_restores_best_weights(tmp_path):
-    from mathsym_zoo.training import train_model
-
-    ds = tiny_dataset(tmp_path / "data")
-    # A huge learning rate makes validation loss worse after the first epochs.
-    job = make_job(tmp_path, epochs=8, early_stopping_patience=1, learning_rate=5.0, optimizer="sgd")
-    result = train_model(job, "tiny-test", dataset=ds)
-    if result.status == "early-stopped":
-        assert result.epochs < 8
-        best = min(r["val_loss"] for r in result.history)
-        assert result.history[result.best_epoch - 1]["val_loss"] == best
-        assert abs(result.metrics["val"]["loss"] - best) < 1e-3 * max(1.0, abs(best))
-
-
 def test_errors_name_the_fix(tmp_path):
     from mathsym_zoo.training import train_model
 
@@ -174,122 +153,6 @@ def test_errors_name_the_fix(tmp_path):
         train_model(make_job(tmp_path), "tiny-test", run_dir=tmp_path / "nowhere", resume=True, dataset=ds)
     with pytest.raises(ConfigError, match="unknown architecture"):
         train_model(make_job(tmp_path), "tiny-tset", dataset=ds)
-
-
-# -- subprocesses: SIGKILL and resume, two workers -------------------------------
-
-SCRIPT = textwrap.dedent("""
-    import json, os, sys
-    sys.path.insert(0, {tests!r})
-    from pathlib import Path
-    from test_train import tiny_dataset
-    from mathsym_zoo.registry import resolve
-    from mathsym_zoo.training import train_model
-
-    registry, run_dir, out, n, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-    job = resolve(registry)
-    result = train_model(job, "tiny-test", run_dir=run_dir, dataset=tiny_dataset(Path(registry).parent / "data", n=n, size=size))
-    if out != "-":
-        import numpy as np
-        np.savez(out, *result.model.get_weights())
-""")
-
-
-def _script(tmp_path: Path) -> Path:
-    path = tmp_path / "train_script.py"
-    path.write_text(SCRIPT.format(tests=str(TESTS)))
-    return path
-
-
-def _env(**extra):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **extra)
-    env.pop("TF_CONFIG", None)
-    env.update(extra)
-    return env
-
-
-@pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume(tmp_path):
-    from mathsym_zoo.training import resume_run
-
-    n, size, epochs = 1200, 16, 5
-    registry = write_registry(tmp_path, epochs=epochs, batch_size=8, early_stopping_patience=0)
-    run_dir = tmp_path / "runs" / "killed"
-    proc = subprocess.Popen([sys.executable, str(_script(tmp_path)), str(registry), str(run_dir), "-", str(n), str(size)],
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    state_path = run_dir / "state" / "state.json"
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline:
-            if state_path.is_file() and json.loads(state_path.read_text())["epochs_done"] >= 2:
-                break
-            assert proc.poll() is None, proc.stdout.read().decode()
-            time.sleep(0.02)
-        else:
-            pytest.fail("training did not complete two epochs in time")
-        time.sleep(0.3)  # into the third epoch
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    done = json.loads(state_path.read_text())["epochs_done"]
-    assert 2 <= done < epochs
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"  # killed, not finished
-    before = [r["epoch"] for r in Run(run_dir).history()]
-    assert before == list(range(1, done + 1))
-
-    job = resolve(registry)
-    result = resume_run(run_dir, job=job, dataset=tiny_dataset(tmp_path / "data", n=n, size=size))
-    assert [r["epoch"] for r in Run(run_dir).history()] == list(range(1, epochs + 1))
-    assert result.status == "completed" and result.epochs == epochs
-    info = json.loads((run_dir / "run.json").read_text())
-    assert info["status"] == "completed" and info["resumed"] == 1
-    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == epochs
-    assert len(list((run_dir / "state").glob("epoch-*.keras"))) == 1
-
-
-def _free_ports(k: int) -> list[int]:
-    socks = []
-    for _ in range(k):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-@pytest.mark.slow
-def test_two_worker_multiworker_mirrored_strategy(tmp_path):
-    registry = write_registry(tmp_path, epochs=1, batch_size=16, strategy="multi-worker")
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
-    script = _script(tmp_path)
-    procs = []
-    for i in range(2):
-        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})
-        procs.append(subprocess.Popen(
-            [sys.executable, str(script), str(registry), str(tmp_path / f"run-{i}"), str(tmp_path / f"w{i}.npz"),
-             "128", "12"], env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-    outputs = []
-    try:
-        for p in procs:
-            out, _ = p.communicate(timeout=240)
-            outputs.append(out.decode(errors="replace"))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, out in zip(procs, outputs):
-        assert p.returncode == 0, out[-3000:]
-    w0, w1 = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
-    assert len(w0.files) == len(w1.files) > 0
-    for key in w0.files:
-        assert np.array_equal(w0[key], w1[key]), key
-    # Only the chief (worker 0) writes the run folder.
-    assert (tmp_path / "run-0" / "metrics.json").is_file()
-    assert not (tmp_path / "run-1" / "metrics.json").exists()
 
 
 def test_rich_progress_on_a_terminal_and_plain_lines_otherwise(tmp_path, capsys):

@@ -289,7 +289,7 @@ def croissant(
         err_console.print(f"[yellow]mlcroissant warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     if verify:
         same = result["loaded"] == counts
-        console.print(f"read back through mlcroissant: " + ", ".join(f"{s} {n:,}" for s, n in result["loaded"].items())
+        console.print("read back through mlcroissant: " + ", ".join(f"{s} {n:,}" for s, n in result["loaded"].items())
                       + (" (equal to the split)" if same else " [bold red](differs from the split)[/]"), highlight=False)
         if not same:
             raise typer.Exit(1)

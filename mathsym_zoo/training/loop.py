@@ -50,6 +50,7 @@ class RunResult:
     split_hash: str
     model: Any = dataclasses.field(default=None, repr=False)  # the trained keras.Model, best weights
     notes: list[str] = dataclasses.field(default_factory=list)
+    devices: dict[str, Any] = dataclasses.field(default_factory=dict)  # the device plan + "replicas" in sync
 
     @property
     def run_dir(self) -> Path:
@@ -377,13 +378,18 @@ def _setup(job: Job, model_name: str, run_dir, resume: bool, init_from, dataset)
         _check_parent(parent, entry)
         info = _record(job, entry, dataset, split, plan, parent)
         run = Run(path) if not chief else Run.create(path, {**info, "status": "running"})
-    info.update(status="running", devices=plan.to_dict(), pid=os.getpid())
+    info.update(status="running", devices=_devices(plan, strategy), pid=os.getpid())
     if chief:
         run.write_info(info)
     s = _Setup(job, entry, plan, strategy, run, state or _fresh_state(cfg), dataset, split, chief, not resume, steps,
                drop)
     _extend(s.state, cfg, s.notes)
     return s, parent
+
+
+def _devices(plan: DevicePlan, strategy) -> dict[str, Any]:
+    """The device plan and how many replicas train in sync (2 for two single-device workers)."""
+    return {**plan.to_dict(), "replicas": int(strategy.num_replicas_in_sync)}
 
 
 def _check_parent(parent: Run | None, entry) -> None:
@@ -466,7 +472,7 @@ def _train(s: _Setup, parent: Run | None, callbacks: Sequence, say: Callable[[st
         s.run.set_status(status)
     return RunResult(run=s.run, status=status, epochs=int(s.state["epochs_done"]), best_epoch=s.state.get("best_epoch"),
                      metrics=metrics, history=list(s.state["history"]), split_hash=s.split.hash, model=model,
-                     notes=s.notes)
+                     notes=s.notes, devices=_devices(s.plan, s.strategy))
 
 
 def resume_run(run_dir: str | Path, *, overrides: Sequence[str] = (), job: Job | None = None, plugins=None,
