@@ -62,19 +62,21 @@ def refit(canvas, out_h: int, out_w: int, paper: float, threshold: float):
 def bilinear_sample(images, y, x, paper: float):
     """``images`` (B, H, W, C) read at float positions y, x (B, h, w); paper outside."""
     shape = tf.shape(images)
-    h, w = shape[1], shape[2]
-    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], constant_values=paper)
+    b, h, w = shape[0], shape[1], shape[2]
+    padded = tf.pad(images, [[0, 0], [1, 2], [1, 2], [0, 0]], constant_values=paper)
+    flat = tf.reshape(padded, [-1, images.shape[-1]])  # one gather over all images is the fast path
+    base = (tf.range(b) * (h + 3) * (w + 3))[:, None, None]
+    # Positions beyond the image land on the paper border of `padded`.
+    y = tf.clip_by_value(y, -1.0, tf.cast(h, tf.float32))
+    x = tf.clip_by_value(x, -1.0, tf.cast(w, tf.float32))
     y0, x0 = tf.floor(y), tf.floor(x)
     wy, wx = (y - y0)[..., None], (x - x0)[..., None]
-
-    def at(yy, xx):  # clipped into the paper border of `padded`
-        iy = tf.clip_by_value(tf.cast(yy, tf.int32) + 1, 0, h + 1)
-        ix = tf.clip_by_value(tf.cast(xx, tf.int32) + 1, 0, w + 1)
-        return tf.gather_nd(padded, tf.stack([iy, ix], axis=-1), batch_dims=1)
-
-    top = at(y0, x0) * (1 - wx) + at(y0, x0 + 1) * wx
-    bottom = at(y0 + 1, x0) * (1 - wx) + at(y0 + 1, x0 + 1) * wx
-    return top * (1 - wy) + bottom * wy
+    iy, ix = tf.cast(y0, tf.int32) + 1, tf.cast(x0, tf.int32) + 1
+    top = base + iy * (w + 3) + ix
+    corners = tf.gather(flat, tf.stack([top, top + 1, top + w + 3, top + w + 4]))  # (4, B, h, w, C)
+    upper = corners[0] * (1 - wx) + corners[1] * wx
+    lower = corners[2] * (1 - wx) + corners[3] * wx
+    return upper * (1 - wy) + lower * wy
 
 
 class _RefitAugmentation(keras.layers.Layer):

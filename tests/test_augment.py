@@ -208,3 +208,14 @@ def test_a_fresh_process_loads_it_after_registering_plugin_classes(tmp_path):
     assert ok.returncode == 0, ok.stderr[-2000:]
     bare = subprocess.run([sys.executable, "-c", script, "bare"], capture_output=True, text=True)
     assert bare.returncode != 0 and "ElasticRefit" in bare.stderr  # the registration is what makes it load
+
+
+def test_bilinear_sampling_reads_pixels_and_paper_outside():
+    img = np.random.default_rng(0).random((2, 9, 7, 1)).astype(np.float32)
+    ys, xs = np.meshgrid(np.arange(9.0), np.arange(7.0), indexing="ij")
+    ys, xs = np.stack([ys, ys]).astype(np.float32), np.stack([xs, xs]).astype(np.float32)
+    assert np.allclose(al.bilinear_sample(img, ys, xs, 1.0), img)
+    half = np.asarray(al.bilinear_sample(img, ys[:, :8] + 0.5, xs[:, :8], 1.0))
+    assert np.allclose(half, (img[:, :8] + img[:, 1:]) / 2)
+    for dy in (-50.0, -9.0, 9.0, 60.0):  # every position at or beyond the border
+        assert np.allclose(al.bilinear_sample(img, ys + dy, xs, 1.0), 1.0)
