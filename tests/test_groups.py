@@ -104,6 +104,11 @@ def test_ingest_sets_writer_groups_relative_to_the_registry(tmp_path):
     for path, group in zip(ds.paths.tolist(), ds.groups.tolist()):
         writer = path.split("/")[-1].split("x")[0][1:]
         assert group == f"writer{writer}"
+    from mathsym_zoo.data.cache import print_report
+
+    console = quiet()
+    print_report(ds.report, console)
+    assert "members matched, 12 groups" in console.file.getvalue()  # the notes reach the printed report
     assert ds.report["notes"][0].startswith("groups from writers.csv (column 'writer' by 'expression'): "
                                             f"{len(ds):,} members matched, 12 groups")
 
