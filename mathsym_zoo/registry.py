@@ -189,6 +189,8 @@ class Job:
             "models": [m.to_dict() for m in self.models],
             "train": self.train.model_dump(mode="json"),
             "cache_dir": str(self.cache_dir),
+            # The other [sources] entries: a composed source (combine) reads its parts from here.
+            "sources": {name: r.to_dict() for name, r in self.sources.items() if name != self.source.name},
         }
 
     def data_key(self) -> dict[str, Any]:

@@ -351,6 +351,8 @@ class Run:
             "models": {m["name"]: {"type": m["type"], **m["params"]} for m in j["models"]},
             "train": j["train"],
         }
+        for name, entry in (j.get("sources") or {}).items():  # the parts of a combined source
+            raw["sources"].setdefault(name, {"type": entry["type"], **entry["params"]})
         m = self.info.get("model") or {}
         if m.get("name"):
             raw["models"].setdefault(m["name"], {"type": m["type"], **m["params"]})

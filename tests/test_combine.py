@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -116,3 +117,14 @@ def test_a_source_listed_twice_is_a_registry_error(tmp_path):
     raw = registry(tmp_path, sources=["a", "a"])
     with pytest.raises(ConfigError, match=r"sources.both.sources: lists 'a' more than once"):
         resolve(raw=raw)
+
+
+def test_a_run_on_a_combined_source_resolves_its_parts_again(tmp_path):
+    from mathsym_zoo.runs import Run
+
+    job = resolve(raw=registry(tmp_path))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text(json.dumps({"job": job.to_dict()}), encoding="utf-8")
+    again = Run.open(tmp_path / "run").job()  # as evaluate RUN and train --resume rebuild it
+    assert again.source.name == "both" and sorted(again.sources) == ["a", "b", "both"]
+    assert load_dataset(again, progress=False).key == load_dataset(job, progress=False).key
