@@ -53,6 +53,11 @@ class CombinedSource:
             self._datasets = {name: load_dataset(job, progress=self.progress) for name, job in self.parts}
         return self._datasets
 
+    def check(self) -> None:
+        """Each part's own cheap checks (files present...), without ingesting anything."""
+        for _, job in self.parts:
+            job.build_source().check()
+
     def fingerprint(self) -> str:
         return "combine:" + fingerprint({name: ds.key for name, ds in self.datasets().items()})
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from mathsym_zoo.data.cache import load_dataset
 from mathsym_zoo.data.split import build_split
-from mathsym_zoo.errors import ConfigError
+from mathsym_zoo.errors import ConfigError, DataError
 from mathsym_zoo.registry import SplitConfig, resolve
 
 
@@ -128,3 +128,11 @@ def test_a_run_on_a_combined_source_resolves_its_parts_again(tmp_path):
     again = Run.open(tmp_path / "run").job()  # as evaluate RUN and train --resume rebuild it
     assert again.source.name == "both" and sorted(again.sources) == ["a", "b", "both"]
     assert load_dataset(again, progress=False).key == load_dataset(job, progress=False).key
+
+
+def test_check_runs_each_parts_checks_without_ingesting(tmp_path):
+    raw = registry(tmp_path)
+    raw["sources"]["b"]["path"] = str(tmp_path / "missing.zip")
+    with pytest.raises(DataError, match="missing.zip"):
+        resolve(raw=raw).build_source().check()
+    assert not (tmp_path / "cache").exists()
