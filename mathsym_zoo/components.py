@@ -47,6 +47,9 @@ class BuildContext:
 
     root: Path
     cache_dir: Path
+    # The job reading another [sources] entry, for sources composed of others
+    # (``combine``); None where a component is built outside a job.
+    source_job: Callable[[str], Any] | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def resolve(self, path: str | Path) -> Path:
         p = Path(path).expanduser()

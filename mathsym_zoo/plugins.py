@@ -28,7 +28,7 @@ import pluggy
 from pydantic import BaseModel
 
 from . import hookspecs
-from .components import HOOK_FOR_KIND, KINDS, Component, Kind
+from .components import HOOK_FOR_KIND, KINDS, Component, Kind, plugin_code
 from .errors import ConfigError, PluginError
 
 ENTRY_POINT_GROUP = "mathsym_zoo"
@@ -310,6 +310,17 @@ class PluginSet:
             f"A new {kind} is made known by a plugin: a file in `plugin_paths` (or --plugins-dir) "
             f"or an installed package with a `{ENTRY_POINT_GROUP}` entry point."
         )
+
+    def register_keras_classes(self) -> None:
+        """Let components define their custom Keras classes (a factory's optional
+        ``register_keras_classes()``): a saved model loads with safe_mode=True only
+        when Keras knows them. Call before loading a .keras file in a fresh process."""
+        for kind in ("preprocessor", "architecture"):
+            for component in self.components[kind].values():
+                register = getattr(component.factory, "register_keras_classes", None)
+                if callable(register):
+                    with plugin_code(component, "register_keras_classes()"):
+                        register()
 
     def plugins(self, *, include_builtin: bool = True) -> list[PluginInfo]:
         infos = sorted(self.infos.values(), key=lambda i: (not i.builtin, i.name))

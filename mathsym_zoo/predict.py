@@ -451,13 +451,16 @@ def load_classifier(path: str | os.PathLike, *, plugins=None, warm_batch: int = 
     kind, model_path, meta_path = resolve_model(Path(path))
     meta = _read_json(meta_path)
     class_names, preprocessing, shape = _metadata(meta, meta_path)
+    from .plugins import PluginSet
+
+    plugins = plugins or PluginSet()
     steps = build_offline_steps(preprocessing, plugins)
     model = None
     if kind == "keras":
         from .inference import CompiledModel
         from .runs import load_keras_model
 
-        model = load_keras_model(model_path)
+        model = load_keras_model(model_path, plugins)  # registers the plugins' custom Keras classes
         model_shape = tuple(int(d) for d in model.input_shape[1:])
         if shape is not None and tuple(shape) != model_shape:
             raise ConfigError(f"{str(meta_path)!r} says input_shape {list(shape)} but the model takes {list(model_shape)}")

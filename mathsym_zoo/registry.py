@@ -126,10 +126,26 @@ class Job:
     cache_dir: Path
     workers: int
     plugins: PluginSet = dataclasses.field(repr=False, compare=False)
+    # Every [sources] entry, resolved, for sources composed of others; `via` names
+    # the composed sources this job is a part of (a cycle is an error).
+    sources: dict[str, Resolved] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+    via: tuple[str, ...] = ()
 
     @property
     def context(self) -> BuildContext:
-        return BuildContext(root=self.root, cache_dir=self.cache_dir)
+        return BuildContext(root=self.root, cache_dir=self.cache_dir, source_job=self.source_job)
+
+    def source_job(self, name: str) -> "Job":
+        """This job reading the [sources] entry ``name`` instead (a part of a composed source)."""
+        chain = (*self.via, self.source.name)
+        if name in chain:
+            raise ConfigError(f"sources.{self.source.name}: source {name!r} includes itself "
+                              f"({' -> '.join((*chain, name))}); remove it from the list")
+        if name not in self.sources:
+            known = ", ".join(sorted(self.sources)) or "(none)"
+            raise ConfigError(f"sources.{self.source.name}: unknown source {name!r}; "
+                              f"[sources] entries: {known}. List entries of the registry")
+        return dataclasses.replace(self, source=self.sources[name], via=chain)
 
     @property
     def runs_dir(self) -> Path:
@@ -173,6 +189,8 @@ class Job:
             "models": [m.to_dict() for m in self.models],
             "train": self.train.model_dump(mode="json"),
             "cache_dir": str(self.cache_dir),
+            # The other [sources] entries: a composed source (combine) reads its parts from here.
+            "sources": {name: r.to_dict() for name, r in self.sources.items() if name != self.source.name},
         }
 
     def data_key(self) -> dict[str, Any]:
@@ -380,9 +398,10 @@ def resolve(
             f"{', '.join(sorted(plugins.components['source'])) or '(none)'}. Add a [sources.{source_name}] table to the registry."
         )
     # Validate every source entry, so `check` catches mistakes in unused ones too.
+    sources = {src.name: src}
     for name, table in reg.sources.items():
         if name != source_name:
-            _resolve_component(plugins, "source", f"sources.{name}", name, table, label)
+            sources[name] = _resolve_component(plugins, "source", f"sources.{name}", name, table, label)
 
     steps = []
     for i, table in enumerate(reg.preprocessing):
@@ -407,6 +426,7 @@ def resolve(
         cache_dir=cache_dir,
         workers=reg.data.workers,
         plugins=plugins,
+        sources=sources,
     )
 
 

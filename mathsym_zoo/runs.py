@@ -350,6 +350,8 @@ class Run:
             "models": {m["name"]: {"type": m["type"], **m["params"]} for m in j["models"]},
             "train": j["train"],
         }
+        for name, entry in (j.get("sources") or {}).items():  # the parts of a combined source
+            raw["sources"].setdefault(name, {"type": entry["type"], **entry["params"]})
         m = self.info.get("model") or {}
         if m.get("name"):
             raw["models"].setdefault(m["name"], {"type": m["type"], **m["params"]})
@@ -409,11 +411,16 @@ def history_csv(history: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def load_keras_model(path: Path):
-    """Load a ``.keras`` file with ``safe_mode=True``; a clear error for anything else."""
+def load_keras_model(path: Path, plugins=None):
+    """Load a ``.keras`` file with ``safe_mode=True``; a clear error for anything else.
+
+    The plugins (``plugins``, else the installed ones) first register their custom Keras
+    classes (e.g. the augmentation layers): safe_mode finds only registered classes."""
     import zipfile
 
     import keras
+
+    from .plugins import PluginSet
 
     path = Path(path)
     if not path.is_file():
@@ -421,6 +428,7 @@ def load_keras_model(path: Path):
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: not a Keras model file (a .keras file is a zip archive; this one is not). "
                         "Pass a file written by mathsym-zoo or keras.Model.save")
+    (plugins or PluginSet()).register_keras_classes()
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # keras raises many types for bad or foreign files

@@ -43,6 +43,11 @@ class Source(Protocol):
         """Croissant-style metadata (name, date_published, license, url,
         citation, description) or None when the source has none."""
 
+    # Optional:
+    # ``notes() -> list[str]``: lines for the ingest report, called after records()
+    #     (e.g. how many members a group file matched).
+    # ``preprocessed = True``: records are already through the job's offline
+    #     preprocessing (a source composed of other sources' caches); ingest skips it.
 
 class GuardedSource:
     """A source built by a plugin, whose methods report the plugin's exceptions as one

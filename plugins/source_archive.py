@@ -2,19 +2,21 @@
 
 The label is each image's parent folder name unless ``label_pattern`` says
 otherwise; ``group_pattern`` gives an optional group id (writer, source
-expression) that the split keeps on one side.
+expression) that the split keeps on one side; ``group_file`` maps keys (that
+match, the member path or its file stem) to groups through a CSV, e.g. writers.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 from pydantic import Field, field_validator
 
 from mathsym_zoo import hookimpl
 from mathsym_zoo.components import BuildContext, Params
+from mathsym_zoo.data.groups import GroupFileSpec
 from mathsym_zoo.errors import DataError
 
 
@@ -45,7 +47,20 @@ class PatternParams(Params):
         return _check_regex(value)
 
 
-class ArchiveParams(PatternParams):
+class GroupFileParams(Params):
+    """Groups from a CSV metadata file (see mathsym_zoo.data.groups)."""
+
+    group_file: str | None = Field(
+        None, description="CSV mapping a key (the group_pattern match, member path or file stem) to a group id, "
+                          "e.g. expression -> writer; relative to the registry file")
+    group_key_column: str | None = Field(None, description="key column of group_file; default: the first")
+    group_column: str | None = Field(None, description="group column of group_file; default: the second")
+    group_missing: Literal["own-group", "refuse"] = Field(
+        "own-group", description="members group_file does not list: each gets its own group (counted in the "
+                                 "ingest report), or the ingest stops and lists them")
+
+
+class ArchiveParams(GroupFileParams, PatternParams):
     path: str = Field("", description="a .zip, .tar, .tar.gz, .tar.bz2, .tar.xz or .rar file, or a folder of images")
 
 
@@ -56,8 +71,10 @@ class ArchiveSource:
 
     def __init__(self, path: Path, *, label_pattern: str | None = None, group_pattern: str | None = None,
                  croissant: Path | None = None, cache_dir: Path | None = None, origin: str | None = None,
-                 max_member_mb: float = 16.0) -> None:
+                 max_member_mb: float = 16.0, group_file: GroupFileSpec | None = None) -> None:
         self.path = Path(path)
+        self.group_file = group_file
+        self._assigner = None  # counts of the last records() pass, for the ingest report
         self.label_pattern = label_pattern
         self.group_pattern = group_pattern
         self.croissant = croissant
@@ -72,6 +89,8 @@ class ArchiveSource:
         from mathsym_zoo.data.archives import detect_format
 
         detect_format(self.path)
+        if self.group_file is not None:
+            self.group_file.read()  # a small CSV: a missing file or column is named before any ingest
 
     def _exists(self) -> None:
         if not self.path.exists():
@@ -96,12 +115,14 @@ class ArchiveSource:
                 self._fingerprint = f"folder:{folder_signature(self.path)}"
             else:
                 self._fingerprint = f"{fmt}:sha256:{file_sha256(self.path, self.cache_dir)}"
+            if self.group_file is not None:
+                self._fingerprint += f"|{self.group_file.fingerprint()}"
         return self._fingerprint
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": str(self.path), "format": self.format,
                 "label_pattern": self.label_pattern, "group_pattern": self.group_pattern,
-                "fingerprint": self.fingerprint()}
+                **(self.group_file.describe() if self.group_file else {}), "fingerprint": self.fingerprint()}
 
     def size_hint(self) -> int | None:
         """Number of members (for the progress bar) when cheap to know."""
@@ -113,8 +134,16 @@ class ArchiveSource:
         from mathsym_zoo.data.archives import archive_records
 
         self._exists()
-        return archive_records(self.path, label_pattern=self.label_pattern, group_pattern=self.group_pattern,
-                               max_member_bytes=self.max_member_bytes)
+        records = archive_records(self.path, label_pattern=self.label_pattern, group_pattern=self.group_pattern,
+                                  max_member_bytes=self.max_member_bytes)
+        if self.group_file is None:
+            return records
+        self._assigner = self.group_file.assigner()
+        return self._assigner.assign(records)
+
+    def notes(self) -> list[str]:
+        """Lines for the ingest report (group-file matching), after records() ran."""
+        return self._assigner.notes() if self._assigner is not None else []
 
     def metadata(self) -> dict[str, Any] | None:
         if self.croissant is None:
@@ -136,6 +165,8 @@ def build_archive(params: ArchiveParams, context: BuildContext) -> ArchiveSource
         cache_dir=context.cache_dir,
         origin=params.path,
         max_member_mb=params.max_member_mb,
+        group_file=GroupFileSpec(context.resolve(params.group_file), params.group_key_column, params.group_column,
+                                 params.group_missing, origin=params.group_file) if params.group_file else None,
     )
 
 

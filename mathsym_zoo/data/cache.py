@@ -361,8 +361,9 @@ def _write_cache(folder: Path, source, steps: list, workers: int, progress, meta
     np.save(folder / "groups.npy", np.array(ingest.groups, dtype=str), allow_pickle=False)
     np.save(folder / "hashes.npy", np.array(ingest.hashes, dtype=str), allow_pickle=False)
     files = {name: {"size": (folder / name).stat().st_size, "sha1": _sha1_file(folder / name)} for name in ARRAY_FILES}
-    manifest = {**meta, "class_names": class_names, "count": len(labels), "files": files,
-                "report": _report(ingest, class_names, labels, seconds, used),
+    report = _report(ingest, class_names, labels, seconds, used)
+    report["notes"] = [str(line) for line in source.notes()] if hasattr(source, "notes") else []
+    manifest = {**meta, "class_names": class_names, "count": len(labels), "files": files, "report": report,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     path = folder / MANIFEST
     with open(path, "w", encoding="utf-8") as fh:
@@ -471,7 +472,9 @@ def load_dataset(job, *, progress: bool = True, console=None, rebuild: bool = Fa
             "entry": job.source.to_dict()}
     try:
         with _progress(console, progress) as bar:
-            _write_cache(tmp, source, steps, job.workers, bar, meta)
+            # A composed source yields images already through these steps (its parts' caches).
+            todo = [] if getattr(source, "preprocessed", False) else steps
+            _write_cache(tmp, source, todo, job.workers, bar, meta)
         _publish(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -534,6 +537,8 @@ def print_report(report: dict[str, Any], console, *, title: str = "Ingest report
     for ex in conf.get("examples", [])[:3]:
         console.print(f"    {escape(' / '.join(ex['labels']))}: {escape(', '.join(ex['paths']))}", highlight=False)
     print_warnings(report, console)
+    for note in report.get("notes", []):
+        console.print(f"  {escape(note)}", highlight=False, soft_wrap=True)
     skipped = report.get("skipped", {})
     if not skipped:
         console.print("  skipped: none", highlight=False)

@@ -10,6 +10,7 @@ machine and NumPy version. This module does not import TensorFlow.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import json
@@ -24,7 +25,7 @@ from ..fileio import atomic_write_bytes as _write_atomic
 from ..registry import SplitConfig, fingerprint
 
 SIDES: tuple[str, ...] = ("train", "val", "test")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: identical images in different groups no longer join the groups
 
 
 class SmallClassWarning(UserWarning):
@@ -98,9 +99,22 @@ def _components(dataset, group_aware: bool) -> np.ndarray:
                 if a != b:
                     parent[max(a, b)] = min(a, b)
 
-    join(np.asarray(dataset.hashes, dtype=str), skip_empty=True)
-    if group_aware:
-        join(np.asarray(dataset.groups, dtype=str), skip_empty=True)
+    hashes = np.asarray(dataset.hashes, dtype=str)
+    if not group_aware:
+        join(hashes, skip_empty=True)
+        return np.array([find(i) for i in range(n)], dtype=np.int64)
+    groups = np.asarray(dataset.groups, dtype=str)
+    join(groups, skip_empty=True)
+    # Identical pixels in two groups (a straight "-" by two writers) are two writings, not one
+    # image leaked: joining them would chain whole groups together. Copies stay with their group;
+    # an ungrouped copy follows a grouped one.
+    join(np.char.add(np.char.add(groups, "\0"), hashes), skip_empty=True)
+    grouped = {}
+    for i, (h, g) in enumerate(zip(hashes.tolist(), groups.tolist())):
+        if g:
+            grouped.setdefault(h, i)
+    join(np.array([h if (g == "" or grouped.get(h) == i) else "" for i, (h, g) in
+                   enumerate(zip(hashes.tolist(), groups.tolist()))], dtype=str), skip_empty=True)
     return np.array([find(i) for i in range(n)], dtype=np.int64)
 
 
@@ -173,6 +187,7 @@ def build_split(dataset, cfg: SplitConfig) -> Split:
         side_of[members[ci]] = best
 
     indices = {side: np.flatnonzero(side_of == s).astype(np.int64) for s, side in enumerate(SIDES)}
+    notes += _side_notes(dataset, indices, cfg.group_aware)
     return Split(
         indices=indices,
         hash=content_hash(paths, indices),
@@ -183,6 +198,35 @@ def build_split(dataset, cfg: SplitConfig) -> Split:
         small_classes=tuple(dataset.class_names[c] for c in small),
         notes=tuple(notes),
     )
+
+
+def _side_notes(dataset, indices: dict[str, np.ndarray], group_aware: bool) -> list[str]:
+    """What each side holds: distinct groups (e.g. writers), and the parts of a combined source."""
+    notes = []
+    groups = np.asarray(dataset.groups, dtype=str)
+    if group_aware and (groups != "").any():
+        per_side = {side: set(groups[idx].tolist()) - {""} for side, idx in indices.items()}
+        sides_of = collections.Counter(g for side in SIDES for g in per_side[side])
+        twice = sum(1 for n in sides_of.values() if n > 1)
+        counts = ", ".join(f"{side} {len(per_side[side]):,}" for side in SIDES)
+        notes.append(f"groups per side: {counts}; " + (f"{twice:,} on two sides" if twice else "none on two sides"))
+        groups_of: dict[str, set] = collections.defaultdict(set)
+        for h, g in zip(np.asarray(dataset.hashes, dtype=str).tolist(), groups.tolist()):
+            if g:
+                groups_of[h].add(g)
+        shared = sum(1 for gs in groups_of.values() if len(gs) > 1)
+        if shared:
+            notes.append(f"{shared:,} set(s) of identical images occur in several groups (e.g. a straight stroke "
+                         "by two writers); each copy stays with its group, so such pixels can be on two sides")
+    parts = [p.get("name", "") for p in dataset.source.get("parts", [])]
+    if parts:
+        paths = np.asarray(dataset.paths, dtype=str)
+        fed = []
+        for side in SIDES:
+            counts = {part: int(np.char.startswith(paths[indices[side]], f"{part}/").sum()) for part in parts}
+            fed.append(f"{side} " + " + ".join(f"{part} {n:,}" for part, n in counts.items()))
+        notes.append("sources per side: " + "; ".join(fed))
+    return notes
 
 
 # -- persistence ----------------------------------------------------------------
