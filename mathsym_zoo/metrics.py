@@ -304,4 +304,68 @@ def summarize(y_true, probs, class_names: Sequence[str], *, top_k: Sequence[int]
         "confused_pairs": most_confused_pairs(cm, class_names, pairs),
         "confusion": cm.tolist(),
     })
+    out.update(calibration(y_true, probs))
     return out
+
+
+# -- calibration ---------------------------------------------------------------
+
+#: Bins of the expected calibration error and the reliability diagram (Guo et al., 2017).
+ECE_BINS = 15
+#: Probabilities are clipped to [eps, 1] before the log, as Keras' cross-entropy does,
+#: so the NLL of a softmax model equals its (unsmoothed) test loss.
+NLL_EPS = 1e-7
+
+
+def _checked(y_true, probs) -> tuple[np.ndarray, np.ndarray]:
+    y_true = _as_int(y_true, "y_true")
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[0] != y_true.shape[0]:
+        raise ValueError(f"probs must be (N, C) with N={y_true.shape[0]}, got shape {probs.shape}")
+    return y_true, probs
+
+
+def reliability_bins(y_true, probs, n_bins: int = ECE_BINS) -> list[dict[str, Any]]:
+    """Top-1 confidence against accuracy in ``n_bins`` equal-width bins of (0, 1].
+
+    Bin ``b`` holds the rows whose confidence is in ``(b/n, (b+1)/n]`` (a
+    confidence of exactly 0 goes to the first). Each entry: ``lo``, ``hi``,
+    ``count``, and ``accuracy`` / ``confidence`` (means; None for an empty bin).
+    """
+    y_true, probs = _checked(y_true, probs)
+    conf = probs.max(axis=1) if len(y_true) else np.zeros(0)
+    correct = (probs.argmax(axis=1) == y_true) if len(y_true) else np.zeros(0, dtype=bool)
+    which = np.searchsorted(np.linspace(0.0, 1.0, n_bins + 1)[1:-1], conf, side="left")  # as scikit-learn bins
+    out = []
+    for b in range(n_bins):
+        members = which == b
+        count = int(members.sum())
+        out.append({"lo": b / n_bins, "hi": (b + 1) / n_bins, "count": count,
+                    "accuracy": float(correct[members].mean()) if count else None,
+                    "confidence": float(conf[members].mean()) if count else None})
+    return out
+
+
+def expected_calibration_error(y_true, probs, n_bins: int = ECE_BINS) -> float:
+    """ECE: the count-weighted mean gap |accuracy - confidence| over the reliability bins
+    (0 = confidence matches accuracy; NaN without rows)."""
+    bins = reliability_bins(y_true, probs, n_bins)
+    n = sum(b["count"] for b in bins)
+    if n == 0:
+        return float("nan")
+    return float(sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in bins if b["count"]) / n)
+
+
+def nll(y_true, probs, eps: float = NLL_EPS) -> float:
+    """Mean negative log-likelihood of the true class (natural log; NaN without rows)."""
+    y_true, probs = _checked(y_true, probs)
+    if not len(y_true):
+        return float("nan")
+    p = np.clip(probs[np.arange(len(y_true)), y_true], eps, 1.0)
+    return float(-np.log(p).mean())
+
+
+def calibration(y_true, probs, n_bins: int = ECE_BINS) -> dict[str, Any]:
+    """``ece``, ``nll`` and the reliability bins of one evaluation, JSON-ready."""
+    return {"ece": expected_calibration_error(y_true, probs, n_bins), "nll": nll(y_true, probs),
+            "ece_bins": n_bins, "reliability": reliability_bins(y_true, probs, n_bins)}
