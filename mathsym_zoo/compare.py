@@ -41,8 +41,9 @@ ALPHA = 0.05
 #: results.csv columns, in order.
 CSV_COLUMNS = (
     "rank", "model", "architecture", "top1", "top1_ci95_low", "top1_ci95_high", "top5", "macro_f1",
-    "balanced_accuracy", "n_test", "correct", "is_best", "mcnemar_b", "mcnemar_c", "mcnemar_statistic", "mcnemar_p",
-    "mcnemar_method", "significant_vs_best", "params", "macs", "flops", "train_time_s", "train_images_per_s",
+    "balanced_accuracy", "nll", "ece", "num_classes", "n_test", "correct", "is_best", "mcnemar_b", "mcnemar_c",
+    "mcnemar_statistic", "mcnemar_p", "mcnemar_method", "significant_vs_best", "params", "macs", "flops",
+    "train_time_s", "train_images_per_s",
     "epochs", "best_epoch", "latency_ms_p50", "latency_ms_p95", "batch_images_per_s", "missing_images",
     "split_hash", "dataset_key", "source", "source_type", "source_fingerprint", "run_dir",
 )

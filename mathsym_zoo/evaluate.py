@@ -112,7 +112,8 @@ class Evaluation:
         m = self.metrics
         return {"n": m["n"], "top1": m["top1"], "top5": m.get("top5"), "macro_f1": m["macro_f1"],
                 "balanced_accuracy": m["balanced_accuracy"], "top1_ci95_low": m["top1_ci95"][0],
-                "top1_ci95_high": m["top1_ci95"][1], **self.timing,
+                "top1_ci95_high": m["top1_ci95"][1], "nll": m.get("nll"), "ece": m.get("ece"),
+                "num_classes": len(self.class_names), **self.timing,
                 "missing_images": int(sum(self.missing.values()))}
 
     def to_dict(self) -> dict[str, Any]:

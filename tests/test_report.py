@@ -7,10 +7,12 @@ skipped when no Chromium binary is found, except in CI (``CI`` set), where that 
 from __future__ import annotations
 
 import base64
+import copy
 import io
 import os
 import shutil
 import subprocess
+from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -82,8 +84,10 @@ def _evaluation(name, y, probs, indices):
                       model_stats={"params": 12345, "macs": 678900, "flops": 1357800})
 
 
-@pytest.fixture()
-def comparison(tmp_path):
+@pytest.fixture(scope="module")
+def comparison(tmp_path_factory):
+    """A written two-model comparison report; tests that change an evaluation copy it first."""
+    tmp_path = tmp_path_factory.mktemp("comparison")
     rng = np.random.default_rng(0)
     n, k = 140, len(CLASSES)
     labels = np.arange(n) % k
@@ -117,9 +121,13 @@ def test_comparison_report_parses_and_images_are_valid(comparison):
     path, rows, _ = comparison
     checker = check_html(path)
     text = " ".join(checker.text)
-    assert {"leaderboard", "curves", "confusion", "pairs", "per-class", "mistakes"} <= checker.ids
-    # 4 figures (CI chart, learning curves, confusion) + thumbnails of mistakes
-    assert len(checker.images) > 4
+    assert {"verdict", "leaderboard", "curves", "calibration", "models"} <= checker.ids
+    # Every model, not only the leader, has its own section.
+    for model in ("good", "worse"):
+        assert {f"{part}-{model}" for part in ("model", "calibration", "confusion", "pairs", "per-class",
+                                               "mistakes")} <= checker.ids, model
+    # CI chart, learning curves, reliability overview, per model: reliability and confusion; + mistakes
+    assert len(checker.images) > 7
     assert "good" in text and "worse" in text and "<b>" in text  # the class name shown as text, escaped
     html = path.read_text()
     assert "&lt;b&gt;" in html and "table.sortable" in html
@@ -128,7 +136,7 @@ def test_comparison_report_parses_and_images_are_valid(comparison):
 
 def test_evaluation_report(tmp_path, comparison):
     _, _, evaluations = comparison
-    ev = evaluations["worse"]
+    ev = copy.deepcopy(evaluations["worse"])
     ev.missing = {"zeta": 3}
     ev.notes = ["3 images with 1 labels the model doesn't know were left out: zeta"]
     ds = Dataset.from_arrays(np.zeros((140, 20, 20, 1), np.uint8), np.arange(140) % len(CLASSES), CLASSES)
@@ -214,3 +222,128 @@ def test_report_renders_in_headless_chromium(comparison, tmp_path):
         pixels = np.asarray(im.convert("L"), dtype=np.float32)
     # Rendered content, not a blank or error page: dark text on white and some variety.
     assert pixels.std() > 20 and (pixels < 100).mean() > 0.005
+
+
+# -- per-model sections, calibration, verdict, templates ---------------------------
+
+
+def _section(html: str, model: str) -> str:
+    start = html.index(f'<section class="panel" id="model-{model}">')
+    return html[start:html.index("</section>", start)]
+
+
+def test_every_model_section_shows_its_own_calibration_and_scores(comparison):
+    from mathsym_zoo.report import fmt
+
+    path, rows, evaluations = comparison
+    html = path.read_text()
+    for name, ev in evaluations.items():
+        section = _section(html, name)
+        ece = M.expected_calibration_error(ev.y_true, ev.probs)
+        assert 0 < ece < 1
+        assert f"ECE <b>{fmt(ece, 'pct')}%</b>" in section
+        assert f"NLL <b>{fmt(M.nll(ev.y_true, ev.probs), 'f3')}</b>" in section
+        assert f"top-1 <b>{fmt(ev.metrics['top1'], 'pct')}%</b>" in section
+        wrong = int((~ev.correct).sum())
+        assert f"of {wrong} misclassified test images" in section
+        assert section.count("<figure") == min(60, wrong)
+        assert section.count('class="fig"') == 2  # its reliability diagram and confusion heatmap
+    # ... and the leaderboard carries NLL and ECE too.
+    assert {"nll", "ece"} <= set(rows[0]) and rows[0]["ece"] == pytest.approx(
+        M.expected_calibration_error(evaluations["good"].y_true, evaluations["good"].probs))
+
+
+def test_old_evaluations_without_calibration_still_render(tmp_path, comparison):
+    _, _, evaluations = comparison
+    ev = copy.deepcopy(evaluations["good"])
+    for key in ("ece", "nll", "ece_bins", "reliability"):
+        ev.metrics.pop(key)
+    ds = Dataset.from_arrays(np.zeros((140, 20, 20, 1), np.uint8), np.arange(140) % len(CLASSES), CLASSES)
+    html = write_evaluation_report(tmp_path / "old", ev, ds).read_text()
+    assert f"ECE <b>{100 * M.expected_calibration_error(ev.y_true, ev.probs):.2f}%</b>" in html
+
+
+def _row(model, top1, lo, *, k=10, best=False, significant=None, p=None):
+    return {"model": model, "top1": top1, "top1_ci95_low": lo, "top1_ci95_high": top1 + 0.05, "num_classes": k,
+            "is_best": best, "significant_vs_best": significant, "mcnemar_p": p}
+
+
+def test_verdict_says_when_no_model_wins():
+    from mathsym_zoo.report import verdict
+
+    # Chance is 10%: both intervals reach it.
+    v = verdict([_row("a", 0.14, 0.09, best=True), _row("b", 0.11, 0.06, significant=False, p=0.4)])
+    assert not v.clear and v.text.startswith("No model beats chance") and "10.0%" in v.text
+    # The leader beats chance but not "b".
+    v = verdict([_row("a", 0.60, 0.55, best=True), _row("b", 0.58, 0.53, significant=False, p=0.3),
+                 _row("c", 0.08, 0.05, significant=True, p=1e-6)])
+    assert not v.clear and v.text.startswith("No clear best: a leads") and "than b " in v.text
+    assert "c does not beat chance" in v.text
+    v = verdict([_row("a", 0.60, 0.55, best=True), _row("b", 0.40, 0.35, significant=True, p=1e-4)])
+    assert v.clear and v.text.startswith("a is the best")
+    one = verdict([_row("a", 0.09, 0.05, best=True)])
+    assert not one.clear and one.text.startswith("a does not beat chance")
+
+
+def test_unclear_leader_is_not_called_best(tmp_path):
+    from rich.console import Console
+
+    rows = [_row("a", 0.60, 0.55, best=True), _row("b", 0.58, 0.53, significant=False, p=0.3)]
+    console = Console(width=100, record=True)
+    console.print(leaderboard_table(rows, "demo"))
+    out = console.export_text()
+    assert "No clear best" in out and "leader" in out and " best " not in out.replace("No clear best", "")
+    rows[1].update(significant_vs_best=True, mcnemar_p=0.001)
+    console = Console(width=100, record=True)
+    console.print(leaderboard_table(rows, "demo"))
+    assert "a is the best" in console.export_text()
+
+
+def test_report_says_the_verdict(comparison):
+    path, rows, _ = comparison
+    from mathsym_zoo.report import verdict
+
+    html = path.read_text()
+    v = verdict(rows)
+    assert f'class="verdict {"clear" if v.clear else "unclear"}" id="verdict">{escape(v.text)}</div>' in html
+
+
+def test_templates_autoescape_names(tmp_path, comparison):
+    _, _, evaluations = comparison
+    ev = copy.deepcopy(evaluations["good"])
+    ev.model_name = "<script>alert(1)</script>"
+    ds = Dataset.from_arrays(np.zeros((140, 20, 20, 1), np.uint8), np.arange(140) % len(CLASSES), CLASSES)
+    html = write_evaluation_report(tmp_path / "esc", ev, ds).read_text()
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<b><b></b>" not in html and "<b>&lt;b&gt;</b>" in html  # the class named <b>
+
+
+def test_user_templates_override_the_shipped_ones(tmp_path, monkeypatch, comparison):
+    from mathsym_zoo.templating import TEMPLATES_DIR, TEMPLATES_ENV
+
+    _, _, evaluations = comparison
+    mine = tmp_path / "templates"
+    mine.mkdir()
+    (mine / "report.css").write_text((TEMPLATES_DIR / "report.css").read_text() + "\nh1{color:#123456}\n")
+    monkeypatch.setenv(TEMPLATES_ENV, str(mine))
+    ds = Dataset.from_arrays(np.zeros((140, 20, 20, 1), np.uint8), np.arange(140) % len(CLASSES), CLASSES)
+    html = write_evaluation_report(tmp_path / "styled", evaluations["good"], ds).read_text()
+    assert "h1{color:#123456}" in html and 'id="leaderboard"' in html
+    broken = tmp_path / "broken-templates"
+    broken.mkdir()
+    (broken / "report.html.j2").write_text("{{ no_such_field }}")
+    monkeypatch.setenv(TEMPLATES_ENV, str(broken))
+    from mathsym_zoo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="report.html.j2.*no_such_field.*override"):
+        write_evaluation_report(tmp_path / "broken", evaluations["good"], ds)
+
+
+def test_labels_show_their_latex_form(tmp_path, monkeypatch, comparison):
+    import mathsym_zoo.report as R
+
+    _, _, evaluations = comparison
+    monkeypatch.setattr(R, "latex_for", lambda label: {"x": "\\times", "ascii_124": "|"}.get(label, label))
+    ds = Dataset.from_arrays(np.zeros((140, 20, 20, 1), np.uint8), np.arange(140) % len(CLASSES), CLASSES)
+    html = write_evaluation_report(tmp_path / "tex", evaluations["good"], ds).read_text()
+    assert '<b>ascii_124</b> <code class="tex">|</code>' in html and '<code class="tex">\\times</code>' in html
