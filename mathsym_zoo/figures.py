@@ -138,7 +138,7 @@ def reliability_overview_png(curves: dict[str, Sequence[dict[str, Any]]]) -> str
     curves = {k: v for k, v in curves.items() if v and any(b["count"] for b in v)}
     if not curves:
         return None
-    fig = _figure(5.2, 4.6)
+    fig = _figure(5.2, 5.0)
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], ":", color="0.5", label="perfect calibration")
     for i, (name, bins) in enumerate(curves.items()):
@@ -148,7 +148,8 @@ def reliability_overview_png(curves: dict[str, Sequence[dict[str, Any]]]) -> str
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top-1 probability)", ylabel="accuracy",
            title="reliability: below the diagonal = overconfident")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
+    # Outside the axes: curves of under- and overconfident models fill either corner.
+    fig.legend(fontsize=8, loc="outside lower center", ncols=min(3, len(curves) + 1))
     return _png_uri(fig)
 
 
@@ -207,14 +208,15 @@ def confusion_png(cm: np.ndarray, class_names: Sequence[str], classes: Sequence[
     counts = cm[idx][:, idx].astype(np.int64)
     names = _names([class_names[i] for i in idx], latex)
     k = len(idx)
-    side = float(min(11, max(4.5, 0.36 * k + 2.2)))
-    fig = _figure(side + 1.4, side)
+    # Shown at its natural size (100 dpi) so the labels stay readable: about 0.3 inch per class.
+    side = float(min(10, max(4.5, 0.3 * k + 2.2)))
+    fig = _figure(side + 1.6, side)
     ax = fig.add_subplot()
     from matplotlib.colors import PowerNorm
 
     # A square-root scale, so a 2% confusion is visible next to a 98% diagonal.
     im = ax.imshow(frac, cmap="viridis", norm=PowerNorm(0.5, vmin=0, vmax=1), interpolation="nearest")
-    size = 9 if k <= 16 else 7
+    size = 9 if k <= 16 else 8
     for (i, j), n in np.ndenumerate(counts):
         if n:
             ax.text(j, i, str(n), ha="center", va="center", fontsize=size - 1,

@@ -179,8 +179,7 @@ def _cell(row: dict[str, Any], key: str, kind: str, clear: bool = True) -> str:
 
 #: Columns of the two-table (narrow terminal) layout: scores, then calibration and cost.
 _SCORE_KEYS = ("model", "top1", "top1_ci95", "vs_best", "top5", "macro_f1", "balanced_accuracy")
-_COST_KEYS = ("model", "nll", "ece", "params", "macs", "train_time_s", "train_images_per_s", "latency_ms_p50",
-              "batch_images_per_s")
+_COST_KEYS = ("model", "nll", "ece", "params", "macs", "train_time_s", "latency_ms_p50", "batch_images_per_s")
 _SHORT = {"top1_ci95": "95% CI", "vs_best": "vs #1", "latency_ms_p50": "p50 ms", "latency_ms_p95": "p95 ms",
           "balanced_accuracy": "bal.acc", "train_time_s": "train", "train_images_per_s": "train/s",
           "batch_images_per_s": "batch/s"}
@@ -223,7 +222,7 @@ def leaderboard_table(rows: Sequence[dict[str, Any]], title: str = "leaderboard"
                                   v.clear))
     return Group(head, _table(rows, _SCORE_KEYS, title, "Scores in %." + sig, v.clear, short=True),
                  _table(rows, _COST_KEYS, None, "NLL: mean negative log-likelihood (nats); ECE: expected calibration "
-                                                "error, 15 bins (%). train: time, train/s: images/s while training; "
+                                                "error, 15 bins (%). train: training time; "
                                                 "p50: one image through a compiled call (ms); batch/s: batched "
                                                 "inference images/s.", v.clear, short=True))
 
