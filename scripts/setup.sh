@@ -26,4 +26,4 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e "${MATHSYM_ZOO_EXTRAS:-.[cpu,serve,test,onnx]}"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e "${MATHSYM_ZOO_EXTRAS:-.[cpu,serve,test,onnx,tensorboard]}"

@@ -209,41 +209,30 @@ class EpochLog(keras.callbacks.Callback):
         print("  ".join(parts) + f"  {seconds:.1f}s", file=self.stream or sys.stdout, flush=True)
 
 
-class EpochScalars(keras.callbacks.Callback):
-    """Per-epoch TensorBoard scalars (``tb/train``, ``tb/validation``), written with TensorFlow's
-    own summary ops so they need no ``tensorboard`` package at training time."""
+class RunTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' own TensorBoard callback (epoch scalars with the learning rate, the model graph,
+    weight histograms), its epochs numbered from 1 as in ``history.csv``.
 
-    def __init__(self, log_dir: Path):
-        super().__init__()
-        self.log_dir = log_dir
-        self._writers: dict[str, Any] = {}
-
-    def _writer(self, name: str):
-        import tensorflow as tf
-
-        if name not in self._writers:
-            self._writers[name] = tf.summary.create_file_writer(str(self.log_dir / name))
-        return self._writers[name]
+    Resumed runs continue the same curves: Keras is given the run's global epoch
+    (``initial_epoch``), and a resume appends a new event file to the same folders.
+    """
 
     def on_epoch_end(self, epoch, logs=None):
-        import tensorflow as tf
-        from tensorflow.core.framework import summary_pb2
+        super().on_epoch_end(epoch + 1, logs)
 
-        meta = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-        for key, value in (logs or {}).items():
-            side, tag = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                continue
-            with self._writer(side).as_default():
-                tf.summary.write(f"epoch_{tag}", tf.constant(value, tf.float32), step=epoch + 1, metadata=meta)
-        for w in self._writers.values():
-            w.flush()
 
-    def on_train_end(self, logs=None):
-        for w in self._writers.values():
-            w.close()
+def tensorboard_logs(log_dir: Path, epochs: int) -> list:
+    """``[RunTensorBoard]`` writing to ``log_dir`` (``train/``, ``validation/``), with weight
+    histograms about five times per run; ``[]`` and a warning without the ``tensorboard`` package."""
+    import importlib.util
+    import warnings
+
+    if importlib.util.find_spec("tensorboard") is None:
+        warnings.warn("TensorBoard logs are off: the tensorboard package is not installed "
+                      "(pip install 'mathsym-zoo[tensorboard]')", stacklevel=2)
+        return []
+    return [RunTensorBoard(log_dir=str(log_dir), histogram_freq=max(1, epochs // 5), write_graph=True,
+                           update_freq="epoch", profile_batch=0)]
 
 
 def fmt(v) -> str:

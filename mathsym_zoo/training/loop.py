@@ -287,7 +287,7 @@ def _callbacks(s: _Setup, extra: Sequence) -> tuple[list, cb.ResumableEarlyStopp
         out.append(cb.ResumablePlateau(s.state, monitor=cb.MONITOR, factor=0.5,
                                        patience=max(1, cfg.early_stopping_patience // 2)))
     if s.chief:
-        out += [cb.EpochCommitter(s.run, s.state, save_model_atomic), cb.EpochScalars(s.run.tb_dir)]
+        out += [cb.EpochCommitter(s.run, s.state, save_model_atomic), *cb.tensorboard_logs(s.run.tb_dir, cfg.epochs)]
     return out + list(extra), stopper
 
 
