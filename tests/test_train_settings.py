@@ -262,6 +262,8 @@ def test_two_workers_train_one_model_with_two_replicas(tmp_path):
         assert np.array_equal(w0[key], w1[key]), key
     # Only the chief (worker 0) writes its run folder, and that run loads.
     assert not any((tmp_path / "run-1").glob("*"))  # absent or empty
+    # Keras' TensorBoard callback works under the hand-driven multi-worker loop (chief only).
+    assert list((tmp_path / "run-0" / "tb" / "train").glob("events.out.tfevents.*"))
     assert api.load_classifier(tmp_path / "run-0").predict(np.full((12, 12, 1), 128, np.uint8))[0].ok
     devices = [i["devices"] for i in infos]
     assert [d["strategy"] for d in devices] == ["multi-worker", "multi-worker"]
