@@ -32,6 +32,7 @@ from .errors import ConfigError, DataError
 from .evaluate import Evaluation, evaluate_model, load_model
 from .fileio import atomic_write_json, atomic_write_text, read_json
 from .machine import hardware
+from .model_card import write_model_card
 from .runs import Run
 
 FORMAT = 1
@@ -236,10 +237,14 @@ def write_results(folder: Path, manifest: dict[str, Any], rows: list[dict[str, A
               "source_type": manifest["source_entry"]["type"], "source_fingerprint": src.get("fingerprint")}
     rows = [{**r, **common} for r in rows]
     best = next((r["model"] for r in rows if r.get("is_best")), None)
+    from .report import verdict
+
+    said = verdict(rows)  # the sentence the leaderboard and the report print
     atomic_write_json(folder / "results.json", {
         "format": FORMAT, "status": status, "comparison": str(folder), "source_entry": manifest["source_entry"],
         "source": src, "dataset_key": manifest["dataset_key"], "split_hash": manifest["split_hash"],
-        "split_file": manifest.get("split_file"), "models": manifest["models"], "best": best, "alpha": ALPHA,
+        "split_file": manifest.get("split_file"), "models": manifest["models"], "best": best,
+        "verdict": said.text, "clear_best": said.clear, "alpha": ALPHA,
         "significance": (f"McNemar's test of each model against the best on the same test images: exact binomial "
                          f"when b + c < {M.MCNEMAR_EXACT_BELOW}, else chi-square with continuity correction; "
                          f"significant when p < {ALPHA:g}"),
@@ -356,4 +361,5 @@ def _test_evaluation(run: Run, job, dataset, test: np.ndarray, split_hash: str, 
                                 latency_repeats=latency_repeats)
     evaluation.split_hash, evaluation.training_source = split_hash, True
     evaluation.save(folder)
+    write_model_card(run, evaluation=evaluation, dataset=dataset, log=say)  # with its test scores
     return evaluation

@@ -11,7 +11,8 @@ A run is a trained model plus everything it was made with::
       best.keras        best validation checkpoint (input: the cached uint8 image as float 0-255)
       last.keras        last completed epoch
       state/            resume state: state.json (the commit point) + epoch-<k>.keras
-      tb/               TensorBoard logs
+      tb/               TensorBoard logs (train/, validation/)
+      MODEL_CARD.md     the model card (mathsym_zoo.model_card); model_card.json holds the same fields
       evaluations/<source>-<side>/   evaluation.json, predictions.npz, report.html
 
 Every other module asks a :class:`Run` for these files; none spells their names.
@@ -42,6 +43,8 @@ STATE_DIR = "state"
 STATE_FILE = "state.json"
 TB_DIR = "tb"
 EVALUATIONS_DIR = "evaluations"
+MODEL_CARD_FILE = "MODEL_CARD.md"
+MODEL_CARD_JSON = "model_card.json"
 CHECKPOINTS = (BEST_FILE, LAST_FILE)
 FINISHED = ("completed", "early-stopped")
 HISTORY_FIELDS_FIRST = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds",
@@ -317,6 +320,27 @@ class Run:
         if state.get("best_epoch") == state["epochs_done"]:
             atomic_copy(ckpt, self.path / BEST_FILE)
         self.write_history(state["history"])
+
+    # -- the model card --------------------------------------------------------------
+
+    @property
+    def model_card_path(self) -> Path:
+        return self.path / MODEL_CARD_FILE
+
+    def write_model_card(self, card: dict[str, Any], markdown: str) -> None:
+        """``MODEL_CARD.md`` and the same fields in ``model_card.json`` (JSON first, so a
+        reader that finds the Markdown finds its fields)."""
+        atomic_write_json(self.path / MODEL_CARD_JSON, card)
+        atomic_write_text(self.model_card_path, markdown)
+
+    def model_card(self) -> dict[str, Any] | None:
+        """The fields of the last model card written (None before the first)."""
+        path = self.path / MODEL_CARD_JSON
+        return read_json(path) if self.model_file is None and path.is_file() else None
+
+    def model_card_files(self) -> list[Path]:
+        """The card's files that exist (what an export copies)."""
+        return [p for p in (self.model_card_path, self.path / MODEL_CARD_JSON) if self.model_file is None and p.is_file()]
 
     # -- evaluations ---------------------------------------------------------------
 

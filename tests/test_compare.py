@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+from markupsafe import escape
 
 from mathsym_zoo import hookimpl
 from mathsym_zoo import compare as C
@@ -18,6 +19,7 @@ from mathsym_zoo.data.dataset import Dataset
 from mathsym_zoo.evaluate import Evaluation, evaluate_model, load_model, map_labels
 from mathsym_zoo.plugins import PluginSet
 from mathsym_zoo.registry import resolve
+from mathsym_zoo.runs import Run
 from mathsym_zoo import metrics as M
 
 
@@ -93,7 +95,7 @@ def test_results_files_schema(compared):
     for r in rows:
         for key in ("top1", "top5", "macro_f1", "balanced_accuracy", "top1_ci95_low", "top1_ci95_high", "params",
                     "train_time_s", "train_images_per_s", "latency_ms_p50", "latency_ms_p95",
-                    "batch_images_per_s", "split_hash", "source", "source_fingerprint"):
+                    "batch_images_per_s", "split_hash", "source", "source_fingerprint", "nll", "ece", "num_classes"):
             assert r.get(key) is not None, key
         assert r["top1_ci95_low"] <= r["top1"] <= r["top1_ci95_high"]
         saved = json.loads((result.path / "runs" / r["model"] / "evaluations" / "demo-test" / "evaluation.json").read_text())
@@ -109,10 +111,15 @@ def test_results_files_schema(compared):
     assert [r["model"] for r in csv_rows] == [r["model"] for r in rows]
     assert {r["split_hash"] for r in csv_rows} == {manifest["split_hash"]}
     assert {r["source"] for r in csv_rows} == {"demo (describe=synthetic bars)"}
-    assert result.report_path.is_file() and "<table id=leaderboard>" in result.report_path.read_text()
+    report = result.report_path.read_text()
+    assert '<table id="leaderboard-table">' in report and str(escape(data["verdict"])) in report
+    assert isinstance(data["clear_best"], bool)
     for name in ("tiny-2", "tiny-6"):
         run = result.path / "runs" / name
         assert C.run_status(run) == "finished" and (run / "evaluations" / "demo-test" / "predictions.npz").is_file()
+        # The model card carries the comparison's test evaluation.
+        card = Run(run).model_card()
+        assert card["test"]["from"] == "evaluate" and card["test"]["n"] == 12 and card["test"]["ece"] is not None
 
 
 def test_resume_skips_finished_models(compared, monkeypatch):

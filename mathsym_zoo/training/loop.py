@@ -22,6 +22,7 @@ import numpy as np
 from ..components import call_factory
 from ..errors import ConfigError, DataError, ZooError
 from ..machine import git_revision, versions
+from ..model_card import write_model_card
 from ..registry import Job, TrainConfig
 from ..runs import Run, new_run_path
 from . import callbacks as cb
@@ -470,6 +471,7 @@ def _train(s: _Setup, parent: Run | None, callbacks: Sequence, say: Callable[[st
         if not s.run.last_path.exists():
             save_model_atomic(model, s.run.last_path)
         s.run.set_status(status)
+        write_model_card(s.run, model=model, dataset=s.dataset, split=s.split, at_training_end=True, log=say)
     return RunResult(run=s.run, status=status, epochs=int(s.state["epochs_done"]), best_epoch=s.state.get("best_epoch"),
                      metrics=metrics, history=list(s.state["history"]), split_hash=s.split.hash, model=model,
                      notes=s.notes, devices=_devices(s.plan, s.strategy))
