@@ -9,7 +9,7 @@ from .registry import Job, resolve
 
 __all__ = ["PluginSet", "Job", "resolve", "list_plugins", "list_components", "attach_model_metadata",
            "load_dataset", "load_split", "train", "resume", "open_run", "runs", "compare", "evaluate",
-           "model_info", "load_classifier", "export_model", "write_croissant"]
+           "model_info", "load_classifier", "export_model", "write_croissant", "refresh_model_card"]
 
 
 def list_plugins(*, include_builtin: bool = True, hook: str | None = None, plugins: PluginSet | None = None) -> list[dict[str, Any]]:
@@ -133,6 +133,7 @@ def evaluate(run, *, job: Job | None = None, side: str = "test", out_dir=None, r
     from .evaluate import evaluate as _evaluate
 
     evaluation, folder = _evaluate(run, job=job, side=side, out_dir=out_dir)
+    refresh_model_card(run, evaluation)
     if report:
         from .report import write_evaluation_report
         from .runs import Run
@@ -140,6 +141,16 @@ def evaluate(run, *, job: Job | None = None, side: str = "test", out_dir=None, r
         write_evaluation_report(folder, evaluation, evaluation.dataset,
                                 run=run if isinstance(run, Run) else Run.open(run, require_record=False))
     return evaluation, folder
+
+
+def refresh_model_card(run, evaluation) -> None:
+    """Rewrite the run's model card with a new evaluation's scores (``evaluate`` does this)."""
+    from .model_card import write_model_card
+    from .runs import Run
+
+    run = run if isinstance(run, Run) else Run.open(run, require_record=False)
+    dataset = evaluation.dataset if evaluation.training_source else None  # its class counts, when it is the run's data
+    write_model_card(run, evaluation=evaluation, dataset=dataset)
 
 
 def model_info(name: str, params=None, **kwargs):

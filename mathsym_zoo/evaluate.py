@@ -20,7 +20,6 @@ import numpy as np
 from . import metrics as M
 from .errors import ConfigError, DataError
 from .fileio import atomic_write_bytes, atomic_write_json, read_json
-from .model_card import write_model_card
 from .runs import Run
 
 SIDES = ("test", "val", "all")
@@ -270,7 +269,6 @@ def evaluate(run_path: str | Path | Run, *, job=None, side: str = "test", out_di
                                 "look like those it was trained on")
     out = Path(out_dir) if out_dir is not None else run.evaluation_dir(job.source.name, side)
     evaluation.save(out)
-    write_model_card(run, evaluation=evaluation, dataset=dataset if same else None)  # refreshed with these scores
     return evaluation, out
 
 

@@ -11,6 +11,7 @@ scores. TensorFlow-free unless a Keras model is passed in to count its parameter
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
 import warnings
 from pathlib import Path
@@ -91,10 +92,13 @@ def _evaluations(run, fresh) -> list[tuple[str, Any]]:
         ev = Evaluation.load(folder)
         found.append((folder.name[: -len(ev.side) - 1] or folder.name, ev))
     if fresh is not None:
-        name = fresh.source.get("name") or run.source_name or "?"
-        key = (fresh.model_name, fresh.side, fresh.split_hash, fresh.metrics["n"])
-        found = [(s, e) for s, e in found if (e.model_name, e.side, e.split_hash, e.metrics["n"]) != key]
-        found.append((str(name), fresh))
+        def key(e):
+            return e.side, e.split_hash, e.metrics["n"], json.dumps(e.source, sort_keys=True, default=str)
+
+        saved = [s for s, e in found if key(e) == key(fresh)]  # its folder names the source
+        name = saved[0] if saved else (run.source_name if fresh.training_source else
+                                       fresh.source.get("name") or "another source")
+        found = [(s, e) for s, e in found if key(e) != key(fresh)] + [(str(name), fresh)]
     return found
 
 

@@ -331,3 +331,8 @@ batch_size = 32
     folder = out / "runs" / "small" / "evaluations" / "demo-all"
     assert (folder / "report.html").is_file() and (folder / "evaluation.json").is_file()
     assert "the scores are optimistic" in capsys.readouterr().out
+    # evaluate refreshed the run's model card: the comparison's test score and this one.
+    card = Run(out / "runs" / "small").model_card()
+    assert sorted((s["source"], s["side"], s["from"]) for s in card["scores"]) == [
+        ("demo", "all", "evaluate"), ("demo", "test", "evaluate")]
+    assert card["test"]["side"] == "test" and card["classes"]

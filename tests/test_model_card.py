@@ -63,11 +63,11 @@ def test_recipe_lists_exactly_the_settings_off_their_defaults(trained):
 
 def test_evaluate_refreshes_the_card_with_calibration_and_speed(trained, monkeypatch):
     import mathsym_zoo.data.cache as cache
-    from mathsym_zoo.evaluate import evaluate
+    from mathsym_zoo import api
 
     result, ds = trained
     monkeypatch.setattr(cache, "load_dataset", lambda job, progress=False: ds)
-    evaluation, _ = evaluate(result.run, side="test")
+    evaluation, _ = api.evaluate(result.run, side="test", report=False)
     card = result.run.model_card()
     test = card["test"]
     assert test["from"] == "evaluate" and test["n"] == evaluation.metrics["n"]

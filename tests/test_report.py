@@ -12,12 +12,12 @@ import io
 import os
 import shutil
 import subprocess
-from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
+from markupsafe import escape
 from PIL import Image
 
 from mathsym_zoo import compare as C

@@ -123,6 +123,7 @@ def evaluate(
     source; the output says so. Labels the model doesn't know are reported
     and left out of the scores.
     """
+    from ..api import refresh_model_card
     from ..evaluate import SIDES, evaluate as run_evaluate
     from ..report import leaderboard_table, write_evaluation_report
     from ..runs import Run
@@ -135,6 +136,7 @@ def evaluate(
     else:  # the run's own job; --set may change e.g. data.cache_dir, the recorded split is still checked
         job = the_run.job(plugins=load_plugins(plugins_dir, strict, registry), overrides=set_ or ()) if set_ else None
     evaluation, folder = run_evaluate(the_run, job=job, side=side, out_dir=out, progress=progress_enabled(progress))
+    refresh_model_card(the_run, evaluation)
     report = write_evaluation_report(folder, evaluation, evaluation.dataset, run=the_run)
     where = job.source.name if job is not None else f"{the_run.source_name} (its training source)"
     row = {"rank": 1, "model": evaluation.model_name, "is_best": True, **evaluation.model_stats,
