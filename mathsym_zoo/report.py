@@ -136,17 +136,17 @@ def verdict(rows: Sequence[dict[str, Any]], alpha: float = ALPHA) -> Verdict:
         return Verdict(None, False, "No model was scored.", None)
     lead = rows[0]
     name, chance = str(lead["model"]), _chance(lead)
-    chance_text = f"chance is {100 * chance:.1f}% (1 in {round(1 / chance)} classes)" if chance else ""
+    chance_text = f"{100 * chance:.1f}%, 1 in {round(1 / chance)} classes" if chance else ""
     losers = [r for r in rows if _beats_chance(r) is False]
     if _beats_chance(lead) is False:
         subject = "No model beats" if len(rows) > 1 else f"{name} does not beat"
-        return Verdict(name, False, f"{subject} chance: {chance_text}, and every top-1 95% interval reaches it. "
+        return Verdict(name, False, f"{subject} chance ({chance_text}): every top-1 95% interval reaches it. "
                                     "Train longer or on more data before reading anything into the ranking.", chance)
-    below = f" {_names(losers)} {'does' if len(losers) == 1 else 'do'} not beat chance ({chance_text})." \
-        if losers else ""
+    below = f" {_names(losers)} {'does' if len(losers) == 1 else 'do'} not beat chance." if losers else ""
     tied = [r for r in rows[1:] if r.get("significant_vs_best") is False]
     if len(rows) == 1:
-        above = f"{name} beats chance ({chance_text})." if chance else f"{name} is the only model scored."
+        above = (f"{name} beats chance ({chance_text}): its top-1 95% interval starts at "
+                 f"{100 * float(lead['top1_ci95_low']):.1f}%." if chance else f"{name} is the only model scored.")
         return Verdict(name, True, above, chance)
     if tied:
         return Verdict(name, False, f"No clear best: {name} leads, but is not significantly better than "
@@ -189,10 +189,7 @@ def _table(rows, keys, title, caption, clear: bool, short=False):
     from rich import box
     from rich.table import Table
 
-    cols = [c for c in COLUMNS if c[0] in keys and (c[0] in ("top1_ci95", "vs_best", "rank", "model")
-                                                    or any(not _missing(r.get(c[0])) for r in rows))]
-    if len(rows) < 2:  # nothing to compare with
-        cols = [c for c in cols if c[0] not in ("vs_best", "rank")]
+    cols = [c for c in _columns(rows) if c[0] in keys]
     table = Table(title=title, caption=caption, caption_justify="left",
                   box=box.SIMPLE_HEAVY if short else box.HEAVY_HEAD, pad_edge=not short)
     for key, header, kind in cols:
@@ -250,10 +247,19 @@ def _label(name: str) -> dict[str, str]:
     return {"name": str(name), "latex": tex if tex != str(name) else None}
 
 
+def _columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """The leaderboard columns worth showing: none without a value in any row, no
+    ranking or test against #1 for a single model."""
+    always = ("model", "top1", "top1_ci95") + (("rank", "vs_best") if len(rows) > 1 else ())
+    return [c for c in COLUMNS if c[0] in always or (c[0] not in ("rank", "vs_best", "top1_ci95")
+                                                      and any(not _missing(r.get(c[0])) for r in rows))]
+
+
 def _leaderboard(rows: Sequence[dict[str, Any]], clear: bool) -> dict[str, Any]:
-    return {"columns": [{"header": h, "left": kind == "str"} for _, h, kind in COLUMNS],
-            "rows": [{"best": bool(r.get("is_best")) and clear,
-                      "cells": [{"text": _cell(r, k, kind, clear), "left": kind == "str"} for k, _, kind in COLUMNS]}
+    cols = _columns(rows)
+    return {"columns": [{"header": h, "left": kind == "str"} for _, h, kind in cols],
+            "rows": [{"best": bool(r.get("is_best")) and clear and len(rows) > 1,
+                      "cells": [{"text": _cell(r, k, kind, clear), "left": kind == "str"} for k, _, kind in cols]}
                      for r in rows]}
 
 
