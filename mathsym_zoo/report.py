@@ -88,12 +88,9 @@ def _p_text(p: float) -> str:
 
 
 def latex_for(label: str) -> str:
-    """A class name's LaTeX source (``alpha`` -> ``\\alpha``), from :mod:`mathsym_zoo.labels`
-    when it is installed; else the name itself."""
-    try:
-        from .labels import latex_for as table  # the draw page's label table (serve branch)
-    except ImportError:
-        return str(label)
+    """A class name's LaTeX source (``alpha`` -> ``\\alpha``; unknown names as they are)."""
+    from .labels import latex_for as table  # the one label table (draw page, predict, reports)
+
     return table(str(label))
 
 

@@ -339,8 +339,11 @@ class Run:
         return read_json(path) if self.model_file is None and path.is_file() else None
 
     def model_card_files(self) -> list[Path]:
-        """The card's files that exist (what an export copies)."""
-        return [p for p in (self.model_card_path, self.path / MODEL_CARD_JSON) if self.model_file is None and p.is_file()]
+        """The card's files that exist (what an export copies); a ``.keras`` file inside a run
+        folder (``best.keras``) has that run's card."""
+        if not (self.path / RUN_FILE).is_file():
+            return []
+        return [p for p in (self.model_card_path, self.path / MODEL_CARD_JSON) if p.is_file()]
 
     # -- evaluations ---------------------------------------------------------------
 

@@ -47,6 +47,9 @@ def test_training_writes_the_card(trained):
     assert lo <= card["test"]["top1"] <= hi
     assert card["speed"] is None and card["hardware"]["training_machine"]["cpu"]
     assert card["hardware"]["versions"]["keras"]
+    # What an export copies: the card of the run, also when the run is opened by its best.keras.
+    names = [p.name for p in Run.open(run.best_path).model_card_files()]
+    assert names == ["MODEL_CARD.md", "model_card.json"] == [p.name for p in run.model_card_files()]
 
 
 def test_recipe_lists_exactly_the_settings_off_their_defaults(trained):
