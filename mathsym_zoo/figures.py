@@ -159,7 +159,7 @@ def reliability_png(bins: Sequence[dict[str, Any]], title: str = "") -> str | No
     if not bins or not any(b["count"] for b in bins):
         return None
     centres, width, acc, conf, counts = _bin_arrays(bins)
-    fig = _figure(4.6, 4.8)
+    fig = _figure(4.6, 5.2)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     keep = counts > 0
     top.bar(centres[keep], acc[keep], width=width, color="C0", edgecolor="white", label="accuracy")
@@ -169,8 +169,10 @@ def reliability_png(bins: Sequence[dict[str, Any]], title: str = "") -> str | No
     top.bar(centres[keep], gap, bottom=acc[keep], width=width, fill=False, hatch="///", edgecolor="C3",
             linewidth=0.8, label="gap to mean confidence")
     top.plot([0, 1], [0, 1], ":", color="0.3")
-    top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", title=tex_safe(title) or "reliability")
-    top.legend(fontsize=8, loc="upper left")
+    top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
+    fig.suptitle(tex_safe(title) or "reliability")
+    # Outside the axes: under- and overconfident models fill either corner of the chart.
+    fig.legend(fontsize=8, loc="outside lower center", ncols=2)
     bottom.bar(centres, counts, width=width, color="0.55", edgecolor="white")
     bottom.set(xlabel="confidence (top-1 probability)", ylabel="images")
     for ax in (top, bottom):
