@@ -48,6 +48,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .predict import INFO_FILE, LABELS_FILE, Classifier, load_classifier
+from .runs import Run
 
 __all__ = ["export", "ExportResult", "compare_outputs", "synthetic_inputs", "FORMATS", "QUANTIZATIONS",
            "BYTES_SIGNATURE", "IMAGES_SIGNATURE", "PREPROCESS_SIGNATURE"]
@@ -336,6 +337,8 @@ def export(
     try:
         labels_file = tmp / LABELS_FILE
         labels_file.write_text("".join(f"{name}\n" for name in clf.class_names), encoding="utf-8")
+        for card in Run.open(path, require_record=False).model_card_files():  # MODEL_CARD.md, model_card.json
+            shutil.copy2(card, tmp / card.name)
         info = _model_info(clf, fmt, quantize, keras_file)
         info.update(_write_model(clf, fmt, quantize, tmp))
         info["size_bytes"] = _size(tmp / MODEL_FILE[fmt])

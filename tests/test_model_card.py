@@ -117,3 +117,13 @@ def test_a_card_that_cannot_be_built_never_fails_training(trained, monkeypatch):
         MC.write_model_card(result.run)
     # A bare .keras file has no run folder to hold a card.
     assert MC.write_model_card(Run.open(result.run.best_path)) is None
+
+
+def test_an_export_carries_the_card(trained, tmp_path):
+    from mathsym_zoo.export import export
+
+    result, _ = trained
+    out = tmp_path / "exported"
+    export(result.run_dir, "tflite", None, out)
+    card = (out / "MODEL_CARD.md").read_text()
+    assert card == (result.run_dir / "MODEL_CARD.md").read_text() and (out / "model_card.json").is_file()
