@@ -12,28 +12,17 @@ import statistics
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import numpy as np
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from ..errors import ConfigError, DataError
-from .app import (PluginsDirOpt, ProgressOpt, RegistryOpt, SetOpt, SourceOpt, StrictOpt, app, console, err_console,
-                  load_job, progress_enabled)
-
-SourceArg = Annotated[Optional[str], typer.Argument(metavar="[SOURCE]", help="Source entry (same as --source).")]
+from .app import (JsonOpt, PluginsDirOpt, ProgressOpt, RegistryOpt, SetOpt, SourceOpt, StrictOpt, app, console,
+                  err_console, escape, load_job, progress_enabled)
 
 
-def _pick_source(arg: str | None, opt: str | None) -> str | None:
-    if arg and opt and arg != opt:
-        raise ConfigError(f"two different sources given: {arg!r} (argument) and {opt!r} (--source); pass one")
-    return arg or opt
-
-
-def _dataset(source_arg, source, registry, set_, plugins_dir, strict, progress):
+def _dataset(source, registry, set_, plugins_dir, strict, progress):
     from ..data.cache import load_dataset
 
-    job = load_job(registry, _pick_source(source_arg, source), set_, plugins_dir, strict)
+    job = load_job(registry, source, set_, plugins_dir, strict)
     dataset = load_dataset(job, progress=progress_enabled(progress), console=err_console)
     return job, dataset
 
@@ -43,6 +32,8 @@ def _dataset(source_arg, source, registry, set_, plugins_dir, strict, progress):
 
 def dataset_stats(dataset) -> dict[str, Any]:
     """Statistics of a decoded dataset, for ``info`` (JSON-able)."""
+    import numpy as np
+
     report = dataset.report
     counts = np.bincount(dataset.labels, minlength=dataset.num_classes)
     order = np.argsort(counts, kind="stable")
@@ -73,17 +64,18 @@ def _top(counter: dict, n: int = 3) -> str:
 
 @app.command()
 def info(
-    source_arg: SourceArg = None,
     source: SourceOpt = None,
     registry: RegistryOpt = None,
     set_: SetOpt = None,
     plugins_dir: PluginsDirOpt = None,
     strict: StrictOpt = False,
     progress: ProgressOpt = True,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    json_out: JsonOpt = False,
 ):
     """Dataset metadata (Croissant) and statistics: images, classes, sizes, duplicates."""
-    job, dataset = _dataset(source_arg, source, registry, set_, plugins_dir, strict, progress)
+    from rich.table import Table
+
+    job, dataset = _dataset(source, registry, set_, plugins_dir, strict, progress)
     try:
         metadata = job.build_source().metadata()
     except DataError as exc:
@@ -137,8 +129,10 @@ def info(
 # -- show ------------------------------------------------------------------------
 
 
-def choose(dataset, label: str | None, n: int, seed: int | None) -> np.ndarray:
+def choose(dataset, label: str | None, n: int, seed: int | None):
     """``n`` random indices (all classes, or one label), sorted by label."""
+    import numpy as np
+
     if label is not None:
         if label not in dataset.class_names:
             close = difflib.get_close_matches(label, dataset.class_names, n=3, cutoff=0.5)
@@ -153,7 +147,7 @@ def choose(dataset, label: str | None, n: int, seed: int | None) -> np.ndarray:
     return picked[np.argsort(dataset.labels[picked], kind="stable")]
 
 
-def contact_sheet(dataset, indices: np.ndarray, *, scale: int = 3):
+def contact_sheet(dataset, indices, *, scale: int = 3):
     """A PIL image: a grid of the chosen images, each captioned with its label."""
     from PIL import Image, ImageDraw, ImageFont
 
@@ -180,15 +174,17 @@ def contact_sheet(dataset, indices: np.ndarray, *, scale: int = 3):
     return sheet
 
 
-def _pil(array: np.ndarray):
+def _pil(array):
+    import numpy as np
     from PIL import Image
 
     array = np.asarray(array)
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
 
 
-def terminal_preview(dataset, indices: np.ndarray, width: int, tile: int = 22):
+def terminal_preview(dataset, indices, width: int, tile: int = 22):
     """Rich renderables drawing the images with half-block characters (two pixel rows per line)."""
+    import numpy as np
     from PIL import Image
     from rich.style import Style
     from rich.text import Text
@@ -219,13 +215,12 @@ def terminal_preview(dataset, indices: np.ndarray, width: int, tile: int = 22):
 
 @app.command()
 def show(
-    source_arg: SourceArg = None,
     source: SourceOpt = None,
-    label: Annotated[Optional[str], typer.Option("--label", "-l", help="Only images of this class.")] = None,
-    n: Annotated[int, typer.Option("-n", "--count", min=1, max=1000, help="Number of images.")] = 16,
+    label: Annotated[Optional[str], typer.Option("--label", "-l", metavar="LABEL", help="Only images of this class.")] = None,
+    n: Annotated[int, typer.Option("-n", "--count", metavar="N", min=1, max=1000, help="Number of images.")] = 16,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write a PNG contact sheet here "
                                                                     "(default: preview in the terminal).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed for the choice (default: random).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", metavar="N", help="Random seed for the choice (default: random).")] = None,
     registry: RegistryOpt = None,
     set_: SetOpt = None,
     plugins_dir: PluginsDirOpt = None,
@@ -233,7 +228,7 @@ def show(
     progress: ProgressOpt = True,
 ):
     """Random images with their labels: a PNG contact sheet (--out) or a terminal preview."""
-    job, dataset = _dataset(source_arg, source, registry, set_, plugins_dir, strict, progress)
+    job, dataset = _dataset(source, registry, set_, plugins_dir, strict, progress)
     indices = choose(dataset, label, n, seed)
     if out is not None:
         if out.suffix.lower() != ".png":

@@ -7,13 +7,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
-
-from rich.markup import escape
 
 from ..errors import ConfigError, ZooError
-from .app import (PluginsDirOpt, ProgressOpt, RegistryOpt, SetOpt, SourceOpt, StrictOpt, app, console, load_job,
-                  load_plugins, progress_enabled)
+from .app import (JsonOpt, PluginsDirOpt, ProgressOpt, RegistryOpt, SetOpt, SourceOpt, StrictOpt, app, console,
+                  escape, load_job, load_plugins, progress_enabled)
 
 
 @app.command()
@@ -25,10 +22,12 @@ def split(
     strict: StrictOpt = False,
     progress: ProgressOpt = True,
     classes: Annotated[bool, typer.Option("--classes/--no-classes", help="Show the per-class table.")] = True,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    json_out: JsonOpt = False,
 ):
     """Build (or read) the persisted split and show its hash and counts per side and class."""
     import warnings
+
+    from rich.table import Table
 
     from ..data.cache import load_dataset
     from ..data.split import SIDES, SmallClassWarning, load_split
@@ -79,7 +78,8 @@ def _log(line: str) -> None:
 
 @app.command()
 def train(
-    model: Annotated[Optional[str], typer.Argument(help="A model entry of the registry ([models.NAME]), or an architecture name.")] = None,
+    model: Annotated[Optional[str], typer.Argument(metavar="MODEL", show_default=False, help=(
+        "A model entry of the registry ([models.NAME]), or an architecture name."))] = None,
     source: SourceOpt = None,
     registry: RegistryOpt = None,
     set_: SetOpt = None,
@@ -125,10 +125,10 @@ def _resume(run_dir: Path, model, source, sets, plugins_dir, strict, registry, i
 
 @app.command()
 def runs(
-    folders: Annotated[Optional[list[Path]], typer.Argument(metavar="[DIR]...", show_default=False, help=(
+    folders: Annotated[Optional[list[Path]], typer.Argument(metavar="DIR", show_default=False, help=(
         "Runs or comparison folders to search (default: the registry's runs and comparisons folders)."))] = None,
     registry: RegistryOpt = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    json_out: JsonOpt = False,
 ):
     """List runs: model, source, split hash, status, epochs, best validation top-1, created."""
     from ..runs import find_runs
@@ -163,6 +163,7 @@ def _short_path(path: str) -> str:
 
 def _runs_table(rows: list[dict], width: int, terminal: bool):
     from rich import box
+    from rich.table import Table
 
     cols = [("run", "run"), ("model", "model"), ("source", "source"), ("split", "split_hash"),
             ("status", "status"), ("epochs", "epochs"), ("best val", "best_val_top1"), ("created", "created")]
