@@ -85,8 +85,27 @@ class _LazyConsole:
             self._console = Console(**self._options)
         return self._console
 
+    def _stream(self):
+        return sys.stderr if self._options.get("stderr") else sys.stdout
+
+    @property
+    def is_terminal(self) -> bool:
+        # Plain output to a pipe needs no rich; environment overrides (FORCE_COLOR...) are rich's to read.
+        if self._console is None and not any(os.environ.get(v) for v in _RICH_TERMINAL_ENV):
+            isatty = getattr(self._stream(), "isatty", None)
+            return bool(isatty and isatty())
+        return self.real.is_terminal
+
+    @property
+    def file(self):
+        return self._stream() if self._console is None else self.real.file
+
     def __getattr__(self, name):
         return getattr(self.real, name)
+
+
+#: Environment variables with which rich treats a non-terminal as a terminal.
+_RICH_TERMINAL_ENV = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
 
 
 console = _LazyConsole()

@@ -5,10 +5,7 @@ Both read the decoded cache (building it on first use) and never import TensorFl
 
 from __future__ import annotations
 
-import difflib
 import json
-import math
-import statistics
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -32,6 +29,8 @@ def _dataset(source, registry, set_, plugins_dir, strict, progress):
 
 def dataset_stats(dataset) -> dict[str, Any]:
     """Statistics of a decoded dataset, for ``info`` (JSON-able)."""
+    import statistics
+
     import numpy as np
 
     report = dataset.report
@@ -131,6 +130,8 @@ def info(
 
 def choose(dataset, label: str | None, n: int, seed: int | None):
     """``n`` random indices (all classes, or one label), sorted by label."""
+    import difflib
+
     import numpy as np
 
     if label is not None:
@@ -149,6 +150,8 @@ def choose(dataset, label: str | None, n: int, seed: int | None):
 
 def contact_sheet(dataset, indices, *, scale: int = 3):
     """A PIL image: a grid of the chosen images, each captioned with its label."""
+    import math
+
     from PIL import Image, ImageDraw, ImageFont
 
     h, w, _ = dataset.input_shape
