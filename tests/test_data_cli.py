@@ -128,3 +128,16 @@ def test_info_and_show_on_real_crohme(tmp_path, monkeypatch, capsys):
     assert run(["show", "--source", "crohme", "-n", "24", "--out", str(sheet), "--no-progress"]) == 0
     with Image.open(sheet) as im:
         assert im.width >= 400
+
+
+def test_split_prints_plain_tables_in_a_pipe(registry, capsys):
+    assert run(["split", "-r", str(registry), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[1].split() == ["side", "images", "share", "classes", "present"]
+    assert "per class" in lines and any(line.split()[:1] == ["sum"] for line in lines)
+    assert not any(ch in out for ch in "┃│━─") and "\x1b[" not in out
+    assert "note:" in out  # small classes go to train, said in a sentence
+    assert run(["split", "-r", str(registry), "--json", "--no-progress"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data["sizes"]) == {"train", "val", "test"} and len(data["hash"]) == 64

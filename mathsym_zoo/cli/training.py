@@ -11,6 +11,7 @@ import typer
 from ..errors import ConfigError, ZooError
 from .app import (JsonOpt, PluginsDirOpt, ProgressOpt, RegistryOpt, SetOpt, SourceOpt, StrictOpt, app, console,
                   escape, load_job, load_plugins, progress_enabled)
+from .tables import Column, print_table
 
 
 @app.command()
@@ -26,8 +27,6 @@ def split(
 ):
     """Build (or read) the persisted split and show its hash and counts per side and class."""
     import warnings
-
-    from rich.table import Table
 
     from ..data.cache import load_dataset
     from ..data.split import SIDES, SmallClassWarning, load_split
@@ -46,23 +45,18 @@ def split(
         }))
         return
     total = len(dataset)
-    sides = Table(title=f"split {sp.hash[:12]} of {job.source.name} ({total} images)")
-    for col in ("side", "images", "share", "classes present"):
-        sides.add_column(col, justify="right" if col != "side" else "left")
-    for s in SIDES:
-        n = int(len(sp.indices[s]))
-        sides.add_row(s, f"{n:,}", f"{n / total:.1%}", str(int((counts[s] > 0).sum())))
-    console.print(sides)
+    side_rows = [{"side": s, "images": f"{len(sp.indices[s]):,}", "share": f"{len(sp.indices[s]) / total:.1%}",
+                  "classes": str(int((counts[s] > 0).sum()))} for s in SIDES]
+    print_table(console, [Column("side", "side", no_wrap=True), Column("images", "images", right=True),
+                          Column("share", "share", right=True), Column("classes present", "classes", right=True)],
+                side_rows, title=f"split {sp.hash[:12]} of {job.source.name} ({total} images)")
     if classes:
-        table = Table(title="per class")
-        table.add_column("class")
-        for s in SIDES:
-            table.add_column(s, justify="right")
-        for i, name in enumerate(dataset.class_names):
-            table.add_row(name, *(f"{int(counts[s][i]):,}" for s in SIDES))
-        console.print(table)
+        class_rows = [{"class": name, **{s: f"{int(counts[s][i]):,}" for s in SIDES}}
+                      for i, name in enumerate(dataset.class_names)]
+        print_table(console, [Column("class", "class", no_wrap=True)] + [Column(s, s, right=True) for s in SIDES],
+                    class_rows, title="per class")
     for note in sp.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     console.print(f"hash   {sp.hash}\nfile   {sp.path}", highlight=False, soft_wrap=True)
 
 
