@@ -142,13 +142,9 @@ def test_a_real_process_renders_the_same_help():
     assert "[models.NAME]" in " ".join(text.split()) and not TYPE_METAVAR.search(text)
 
 
-def test_warnings_are_sentences(tmp_path, capsys):
+def test_warnings_are_sentences(capsys):
     """A Python warning raised inside a command prints as 'warning: ...', without class, file and line."""
     import warnings
-
-    import typer
-
-    probe = typer.Typer()
 
     @app.command("warn-probe", hidden=True)
     def warn_probe():
@@ -161,7 +157,6 @@ def test_warnings_are_sentences(tmp_path, capsys):
         assert "UserWarning" not in err and ".py:" not in err
     finally:
         app.registered_commands[:] = [c for c in app.registered_commands if c.name != "warn-probe"]
-    del probe
 
 
 @pytest.mark.parametrize("width", [80, 60, 120])
@@ -189,3 +184,18 @@ def test_tables_are_plain_aligned_text_in_a_pipe(capsys):
     assert starts == {0}
     size_col = lines[1].index("size")  # right-aligned numbers end under their header
     assert all(line[size_col:].strip().endswith("KiB") for line in lines[2:5])
+
+
+def test_missing_tensorflow_hint_is_printed_as_written(capsys):
+    """The install hint keeps its extras ("[gpu]" is not rich markup)."""
+
+    @app.command("tf-probe", hidden=True)
+    def tf_probe():
+        raise ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")
+
+    try:
+        assert run(["tf-probe"]) == 1
+        err = " ".join(capsys.readouterr().err.split())
+        assert "pip install tensorflow" in err and "pip install 'mathsym-zoo[gpu]'" in err
+    finally:
+        app.registered_commands[:] = [c for c in app.registered_commands if c.name != "tf-probe"]
