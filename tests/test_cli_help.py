@@ -117,7 +117,7 @@ def test_enumerated_options_list_their_choices(helps):
             for choice in choices(param):
                 assert str(getattr(choice, "value", choice)) in flat, f"{name} {param.name}: {choice}"
     assert choices([p for p in commands()["export"].params if p.name == "fmt"][0])
-    assert "[saved_model|tflite]" in helps["export"] and "[dynamic|float16]" in helps["export"]
+    assert "[saved_model|tflite|onnx]" in helps["export"] and "[dynamic|float16]" in helps["export"]
     assert "[test|val|all]" in helps["evaluate"]
 
 

@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .app import (PluginsDirOpt, ZooCommand, ProgressOpt, RegistryOpt, RunArg, SetOpt, Side, SourceOpt, StrictOpt, app, console,
-                  escape, load_job, load_plugins, progress_enabled)
+from .app import (PluginsDirOpt, ProgressOpt, RegistryOpt, RunArg, SetOpt, Side, SourceOpt, StrictOpt, ZooCommand, app,
+                  console, escape, load_job, load_plugins, progress_enabled)
 
 #: What a bare ``--resume`` stands for: the newest comparison of the source (or --out).
 RESUME_LATEST = ":latest:"

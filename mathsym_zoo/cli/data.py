@@ -256,8 +256,8 @@ def show(
 
 @app.command()
 def croissant(
-    source_arg: SourceArg = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (croissant.json, records.csv, images/).")] = ...,
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", show_default=False,
+                                      help="Folder to write (croissant.json, records.csv, images/).")] = ...,
     source: SourceOpt = None,
     registry: RegistryOpt = None,
     set_: SetOpt = None,
@@ -276,7 +276,7 @@ def croissant(
     """
     from ..croissant import publish
 
-    job = load_job(registry, _pick_source(source_arg, source), set_, plugins_dir, strict)
+    job = load_job(registry, source, set_, plugins_dir, strict)
     result = publish(job, out, overwrite=force, verify=verify, progress=progress_enabled(progress))
     counts = result["counts"]
     console.print(f"wrote {escape(str(result['path']))}: " + ", ".join(f"{s} {n:,}" for s, n in counts.items())
