@@ -141,3 +141,11 @@ def test_split_prints_plain_tables_in_a_pipe(registry, capsys):
     assert run(["split", "-r", str(registry), "--json", "--no-progress"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert set(data["sizes"]) == {"train", "val", "test"} and len(data["hash"]) == 64
+
+
+def test_info_is_plain_aligned_text_in_a_pipe(registry, capsys):
+    assert run(["info", "--source", "tiny", "-r", str(registry), "--no-progress"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "source 'tiny' (archive)" and not any(ch in "".join(lines) for ch in "┃│━─")
+    values = {line[:18].strip(): line[18:] for line in lines[1:] if not line.startswith(" ")}
+    assert values["images"] == "10" and values["classes"] == "3" and values["groups"].isdigit()

@@ -14,6 +14,7 @@ import typer
 from ..errors import ConfigError, DataError
 from .app import (JsonOpt, PluginsDirOpt, ProgressOpt, RegistryOpt, SetOpt, SourceOpt, StrictOpt, app, console,
                   err_console, escape, load_job, progress_enabled)
+from .tables import Column, plain_table
 
 
 def _dataset(source, registry, set_, plugins_dir, strict, progress):
@@ -72,8 +73,6 @@ def info(
     json_out: JsonOpt = False,
 ):
     """Dataset metadata (Croissant) and statistics: images, classes, sizes, duplicates."""
-    from rich.table import Table
-
     job, dataset = _dataset(source, registry, set_, plugins_dir, strict, progress)
     try:
         metadata = job.build_source().metadata()
@@ -84,28 +83,26 @@ def info(
     if json_out:
         console.print_json(json.dumps({"source": job.source.name, "metadata": metadata, "stats": stats}, default=str))
         return
-    table = Table(title=f"source {job.source.name!r} ({job.source.type})", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
+    meta_rows: list[tuple[str, str]] = []
     if metadata:
         for key, label in (("name", "name"), ("date_published", "published"), ("license", "licence"),
                            ("url", "url"), ("citation", "citation"), ("version", "version"),
                            ("creators", "creators")):
             if metadata.get(key):
-                table.add_row(label, escape(str(metadata[key])))
+                meta_rows.append((label, str(metadata[key])))
         if metadata.get("description"):
             lines = [ln for ln in str(metadata["description"]).splitlines() if ln.strip()]
-            table.add_row("description", escape("\n".join(lines[:4]) + ("\n..." if len(lines) > 4 else "")))
+            meta_rows.append(("description", "\n".join(lines[:4]) + ("\n..." if len(lines) > 4 else "")))
     else:
-        table.add_row("metadata", "- (no Croissant file; set the source's `croissant`)")
+        meta_rows.append(("metadata", "- (no Croissant file; set the source's `croissant`)"))
     pc = stats["per_class"]
     dup, conf = stats["duplicates"], stats["under_two_labels"]
     rows = [
         ("images", f"{stats['images']:,}"),
         ("classes", f"{stats['classes']}"),
         ("per class", f"min {pc['min']:,} / median {pc['median']:,g} / max {pc['max']:,}"),
-        ("smallest classes", ", ".join(f"{escape(k)} ({v:,})" for k, v in stats["smallest_classes"].items())),
-        ("largest classes", ", ".join(f"{escape(k)} ({v:,})" for k, v in stats["largest_classes"].items())),
+        ("smallest classes", ", ".join(f"{k} ({v:,})" for k, v in stats["smallest_classes"].items())),
+        ("largest classes", ", ".join(f"{k} ({v:,})" for k, v in stats["largest_classes"].items())),
         ("image sizes", _top(stats["image_sizes"])),
         ("image modes", _top(stats["image_modes"])),
         ("cached as", "x".join(str(d) for d in stats["cached_shape"]) + " uint8"),
@@ -114,15 +111,29 @@ def info(
                              f"({dup.get('extra_copies', 0):,} extra copies)"),
         ("under two labels", f"{conf.get('sets', 0):,} sets, {conf.get('images', 0):,} images"),
         ("skipped", _top(stats["skipped"], 5) if stats["skipped"] else "none"),
-        ("cache", escape(stats["cache"])),
+        ("cache", stats["cache"]),
     ]
-    table.add_section()
-    for label, value in rows:
-        table.add_row(label, value)
-    console.print(table)
+    title = f"source {job.source.name!r} ({job.source.type})"
+    if console.is_terminal:
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title=title, show_header=False, title_justify="left")
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column(overflow="fold")
+        for label, value in meta_rows:
+            table.add_row(label, Text(value))
+        table.add_section()
+        for label, value in rows:
+            table.add_row(label, Text(value))
+        console.print(table)
+    else:  # a pipe or a log: plain "label  value" lines
+        print(title, file=console.file)
+        print(plain_table([Column("", "label"), Column("", "value")],
+                          [{"label": k, "value": v} for k, v in meta_rows + rows], header=False), file=console.file)
     for ex in conf.get("examples", [])[:5]:
         console.print(f"  same image as {escape(' / '.join(ex['labels']))}: {escape(', '.join(ex['paths']))}",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
 
 
 # -- show ------------------------------------------------------------------------

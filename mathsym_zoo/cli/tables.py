@@ -23,9 +23,9 @@ def _plain(value: Any) -> str:
     return " ".join(str(value).splitlines()) if value is not None else "-"
 
 
-def plain_table(columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> str:
+def plain_table(columns: Sequence[Column], rows: Sequence[dict[str, Any]], *, header: bool = True) -> str:
     """Aligned text, one line per row (for pipes, files and CI logs)."""
-    cells = [[c.header for c in columns]] + [[_plain(r.get(c.key)) for c in columns] for r in rows]
+    cells = ([[c.header for c in columns]] if header else []) + [[_plain(r.get(c.key)) for c in columns] for r in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     lines = []
     for line in cells:
