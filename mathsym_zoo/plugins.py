@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import fnmatch
 import importlib
 import importlib.metadata
@@ -199,17 +198,22 @@ class PluginSet:
         self.infos[name] = info
 
     def _load_entry_points(self) -> None:
+        names: dict[int, tuple[str, str]] = {}  # reading a METADATA file costs; once per distribution
         for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             if not self._wanted(ep.name):
                 continue
             dist = ep.dist
-            origin = f"entry point {ep.value}" + (f" ({dist.name})" if dist else "")
+            if dist is not None and id(dist) not in names:
+                meta = dist.metadata
+                names[id(dist)] = (meta["Name"], meta["Version"])
+            dist_name, dist_version = names[id(dist)] if dist is not None else (None, None)
+            origin = f"entry point {ep.value}" + (f" ({dist_name})" if dist else "")
             loaded: list[Any] = []
             if not self._run_plugin_code(ep.name, origin, lambda: loaded.append(ep.load()), "while importing"):
                 continue
             module = loaded[0]
             builtin = ep.value.startswith("mathsym_zoo_plugins")
-            self._add(module, ep.name, PluginInfo(ep.name, dist.version if dist else None, origin, builtin=builtin))
+            self._add(module, ep.name, PluginInfo(ep.name, dist_version, origin, builtin=builtin))
 
     def load_path(self, path: str | Path) -> None:
         """Load a plugin file, or every ``*.py`` file in a folder."""
@@ -299,6 +303,8 @@ class PluginSet:
         except KeyError:
             pass
         known = sorted(self.components[kind])
+        import difflib
+
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         prefix = f"{where}: " if where else ""

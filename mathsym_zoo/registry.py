@@ -24,6 +24,10 @@ from .errors import ConfigError
 from .plugins import PluginSet
 
 DEFAULT_REGISTRY = "registry.toml"
+#: The registry shipped inside the package, used when the current folder has none.
+SHIPPED_REGISTRY = Path(__file__).resolve().parent / DEFAULT_REGISTRY
+#: File endings that make a ``--source`` value a path rather than a name.
+ARCHIVE_SUFFIXES = (".zip", ".rar", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 ENV_CACHE = "MATHSYM_ZOO_CACHE"
 
 
@@ -35,7 +39,7 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     """``[data]``: which source a job uses by default, and where caches live."""
 
-    source: str = Field("kaggle", description="name of an entry in [sources] (or a source plugin)")
+    source: str = Field("demo", description="name of an entry in [sources] (or a source plugin)")
     cache_dir: str = Field(".mathsym-cache", description="decoded caches and split files")
     workers: int = Field(0, ge=0, description="ingest processes; 0 = one per core")
 
@@ -183,6 +187,7 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         return {
             "registry": str(self.registry_path) if self.registry_path else None,
+            "root": str(self.root),
             "source": self.source.to_dict(),
             "preprocessing": [p.to_dict() for p in self.preprocessing],
             "split": self.split.model_dump(mode="json"),
@@ -294,7 +299,7 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
 
 
 def find_registry(path: str | Path | None = None) -> Path:
-    """The registry to use: ``path``, else ./registry.toml, else the project's default."""
+    """The registry to use: ``path``, else ./registry.toml, else the one shipped with the package."""
     if path is not None:
         p = Path(path)
         if not p.is_file():
@@ -303,10 +308,36 @@ def find_registry(path: str | Path | None = None) -> Path:
     here = Path.cwd() / DEFAULT_REGISTRY
     if here.is_file():
         return here
-    shipped = Path(__file__).resolve().parent.parent / DEFAULT_REGISTRY
-    if shipped.is_file():
-        return shipped
+    if SHIPPED_REGISTRY.is_file():
+        return SHIPPED_REGISTRY
     raise ConfigError(f"no {DEFAULT_REGISTRY} in {Path.cwd()}; pass --registry PATH")
+
+
+def registry_root(path: Path) -> Path:
+    """Where a registry's relative paths point: its folder; for the shipped one, the current folder
+    (runs, caches and data belong to the user, not to the installed package)."""
+    return Path.cwd() if path.resolve() == SHIPPED_REGISTRY else path.parent
+
+
+def looks_like_path(text: str) -> bool:
+    """A ``--source`` value naming a file or folder rather than a registry entry."""
+    return ("/" in text or os.sep in text or text.startswith(("~", "."))
+            or text.lower().endswith(ARCHIVE_SUFFIXES) or Path(text).exists())
+
+
+def path_source(text: str) -> tuple[str, dict[str, Any]]:
+    """``--source PATH``: an ``archive`` source with defaults, named after the file."""
+    path = Path(text).expanduser().resolve()
+    if not path.exists():
+        raise ConfigError(f"--source {text!r}: no such file or folder ({str(path)!r}); pass a .zip/.tar/.rar "
+                          "archive or an image folder in the extracted_images/<label>/ layout, or a source name "
+                          "(`mathsym-zoo check` lists them)")
+    name = path.name
+    for suffix in sorted(ARCHIVE_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            name = name[:-len(suffix)]
+            break
+    return name, {"type": "archive", "path": str(path)}
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -347,24 +378,25 @@ def resolve(
     strict: bool | None = None,
     plugins: PluginSet | None = None,
     raw: dict[str, Any] | None = None,
+    root: str | Path | None = None,
 ) -> Job:
     """Read, validate and resolve a registry into a :class:`Job`.
 
     ``overrides`` are ``key.path=value`` strings (``--set``), ``source`` picks a
     ``[sources]`` entry (or a source plugin with its defaults), ``plugin_dirs``
     adds local plugin files or folders (``--plugins-dir``). ``raw`` passes an
-    already-parsed registry (tests, API users) instead of a file.
+    already-parsed registry (tests, API users) instead of a file; ``root`` is
+    where relative paths point (default: see :func:`registry_root`).
     """
     if raw is None:
         reg_path: Path | None = find_registry(path).resolve()
         raw = read_toml(reg_path)
-        root = reg_path.parent
         label = reg_path.name
     else:
         reg_path = Path(path).resolve() if path else None
-        root = reg_path.parent if reg_path else Path.cwd()
         label = reg_path.name if reg_path else "registry"
         raw = copy.deepcopy(raw)
+    root = Path(root) if root is not None else registry_root(reg_path) if reg_path else Path.cwd()
     for assignment in overrides:
         apply_override(raw, assignment)
     try:
@@ -385,6 +417,9 @@ def resolve(
         src = _resolve_component(plugins, "source", f"sources.{source_name}", source_name, reg.sources[source_name], label)
     elif source_name in plugins.components["source"]:
         src = _resolve_component(plugins, "source", f"sources.{source_name}", source_name, {}, label)
+    elif source and looks_like_path(source):
+        source_name, table = path_source(source)
+        src = _resolve_component(plugins, "source", f"sources.{source_name}", source_name, table, label)
     else:
         known = sorted(set(reg.sources) | set(plugins.components["source"]))
         import difflib
@@ -395,7 +430,8 @@ def resolve(
         raise ConfigError(
             f"{where}: unknown source {source_name!r}.{hint} Sources in the registry: "
             f"{', '.join(sorted(reg.sources)) or '(none)'}; source plugins: "
-            f"{', '.join(sorted(plugins.components['source'])) or '(none)'}. Add a [sources.{source_name}] table to the registry."
+            f"{', '.join(sorted(plugins.components['source'])) or '(none)'}. Add a [sources.{source_name}] table to the registry, "
+            "or pass a path (--source data.rar, --source extracted_images/)."
         )
     # Validate every source entry, so `check` catches mistakes in unused ones too.
     sources = {src.name: src}

@@ -385,7 +385,8 @@ class Run:
         registry = Path(j["registry"]) if j.get("registry") else None
         if registry is not None and registry.is_file():
             raw["plugin_paths"] = [p for p in read_toml(registry).get("plugin_paths", []) if isinstance(p, str)]
-        return resolve(registry, raw=raw, plugins=plugins, overrides=overrides)
+        # Relative source paths point where they did at training time (recorded since issue 13).
+        return resolve(registry, raw=raw, plugins=plugins, overrides=overrides, root=j.get("root"))
 
     def training_data(self, job=None, *, dataset=None, progress: bool = False):
         """``(dataset, split)`` this run was trained on, the split hash checked.

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
-import numpy as np
+if TYPE_CHECKING:  # listing plugins (which import Record) must not import numpy
+    import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)

@@ -97,7 +97,9 @@ class ArchiveSource:
             raise DataError(
                 f"archive source: {self.origin!r} (resolved to {str(self.path)!r}) does not exist; set `path` "
                 "of the source to a .zip/.tar/.rar file or an image folder (relative paths are relative to the "
-                "registry file)")
+                "registry's folder; for the shipped registry, the current folder). Real handwriting in this layout: the Kaggle 'Handwritten math symbols dataset' "
+                "(`--source kaggle`, or download its data.rar and pass `--source data.rar`); offline, "
+                "`--source demo` works everywhere")
 
     @property
     def format(self) -> str:

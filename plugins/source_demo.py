@@ -18,7 +18,13 @@ from mathsym_zoo import hookimpl
 from mathsym_zoo.components import BuildContext, Params
 from mathsym_zoo.sources import Record
 
-from . import demo_generator as gen
+
+
+def _gen():
+    """The generator (numpy, Pillow), imported on first use so that listing plugins stays light."""
+    from . import demo_generator
+
+    return demo_generator
 
 
 class DemoParams(Params):
@@ -47,15 +53,15 @@ class DemoSource:
 
     def fingerprint(self) -> str:
         p = self.params
-        return (f"demo:v{gen.GENERATOR_VERSION}:n={p.images_per_class}:seed={p.seed}:"
+        return (f"demo:v{_gen().GENERATOR_VERSION}:n={p.images_per_class}:seed={p.seed}:"
                 f"distortion={p.distortion!r}:writers={p.writers}")
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "demo", "generator_version": gen.GENERATOR_VERSION, "classes": len(gen.CLASS_NAMES),
+        return {"kind": "demo", "generator_version": _gen().GENERATOR_VERSION, "classes": len(_gen().CLASS_NAMES),
                 **self.params.model_dump(mode="json")}
 
     def records(self) -> Iterator[Record]:
-        p = self.params
+        p, gen = self.params, _gen()
         for label in gen.CLASS_NAMES:
             for i in range(p.images_per_class):
                 writer = i % p.writers
@@ -72,7 +78,7 @@ class DemoSource:
                 "stroke fonts, distorted per synthetic writer. For trying the tool offline; not real handwriting."
             ),
             "license": "CC0-1.0 (generated images); Hershey font data: free with attribution (NBS, 1967)",
-            "version": str(gen.GENERATOR_VERSION),
+            "version": str(_gen().GENERATOR_VERSION),
             "citation": "A. V. Hershey, Calligraphy for Computers, U.S. Naval Weapons Laboratory, 1967",
             "url": None,
             "date_published": None,

@@ -114,7 +114,7 @@ def test_records_csv_checksums_match_the_files(tmp_path):
 def test_cli_croissant_writes_verifies_and_refuses_to_overwrite(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     sets = ["--set", "sources.demo.images_per_class=8", "--set", f"data.cache_dir={tmp_path / 'cache'}"]
-    args = ["croissant", "demo", "-r", str(REPO / "registry.toml"), "--out", str(tmp_path / "c"), *sets]
+    args = ["croissant", "--source", "demo", "--out", str(tmp_path / "c"), *sets]
     assert run(args + ["--verify", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "croissant.json" in out and "equal to the split" in out

@@ -57,7 +57,7 @@ size = [10, 10]
 
 
 def test_info_json(registry, capsys):
-    assert run(["info", "tiny", "-r", str(registry), "--json", "--no-progress"]) == 0
+    assert run(["info", "--source", "tiny", "-r", str(registry), "--json", "--no-progress"]) == 0
     data = json.loads(capsys.readouterr().out)
     stats = data["stats"]
     assert stats["images"] == 10 and stats["classes"] == 3
@@ -78,16 +78,16 @@ def test_info_table(registry, capsys):
 
 
 def test_info_errors_are_one_message(registry, capsys):
-    assert run(["info", "other", "-r", str(registry), "--no-progress"]) == 1
+    assert run(["info", "--source", "other", "-r", str(registry), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "missing.zip" in err and "does not exist" in err and "Traceback" not in err
-    assert run(["info", "tiny", "--source", "other", "-r", str(registry)]) == 1
-    assert "two different sources" in capsys.readouterr().err
+    assert run(["info", "tiny", "-r", str(registry)]) == 2  # one rule: the source is always --source
+    assert "unexpected extra argument" in capsys.readouterr().err
 
 
 def test_show_writes_a_png_contact_sheet(registry, tmp_path, capsys):
     out = tmp_path / "sheet.png"
-    assert run(["show", "tiny", "-r", str(registry), "-n", "4", "--seed", "1", "--out", str(out),
+    assert run(["show", "--source", "tiny", "-r", str(registry), "-n", "4", "--seed", "1", "--out", str(out),
                 "--no-progress"]) == 0
     assert "wrote" in capsys.readouterr().out
     with Image.open(out) as im:
@@ -125,6 +125,27 @@ def test_info_and_show_on_real_crohme(tmp_path, monkeypatch, capsys):
     stats = json.loads(capsys.readouterr().out)["stats"]
     assert stats["images"] == 46_479 and stats["classes"] == 82
     sheet = tmp_path / "sheet.png"
-    assert run(["show", "crohme", "-n", "24", "--out", str(sheet), "--no-progress"]) == 0
+    assert run(["show", "--source", "crohme", "-n", "24", "--out", str(sheet), "--no-progress"]) == 0
     with Image.open(sheet) as im:
         assert im.width >= 400
+
+
+def test_split_prints_plain_tables_in_a_pipe(registry, capsys):
+    assert run(["split", "-r", str(registry), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[1].split() == ["side", "images", "share", "classes", "present"]
+    assert "per class" in lines and any(line.split()[:1] == ["sum"] for line in lines)
+    assert not any(ch in out for ch in "┃│━─") and "\x1b[" not in out
+    assert "note:" in out  # small classes go to train, said in a sentence
+    assert run(["split", "-r", str(registry), "--json", "--no-progress"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data["sizes"]) == {"train", "val", "test"} and len(data["hash"]) == 64
+
+
+def test_info_is_plain_aligned_text_in_a_pipe(registry, capsys):
+    assert run(["info", "--source", "tiny", "-r", str(registry), "--no-progress"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "source 'tiny' (archive)" and not any(ch in "".join(lines) for ch in "┃│━─")
+    values = {line[:18].strip(): line[18:] for line in lines[1:] if not line.startswith(" ")}
+    assert values["images"] == "10" and values["classes"] == "3" and values["groups"].isdigit()

@@ -57,3 +57,26 @@ def test_readme_plugin_example_is_the_tested_file():
     start = example.index("from pydantic import Field")
     end = example.index("factory=build_tiny_mlp)") + len("factory=build_tiny_mlp)")
     assert example[start:end] in readme
+
+
+def _help_summary(name: str, capsys) -> tuple[str, str]:
+    """The usage line and the first paragraph of ``mathsym-zoo NAME --help``, as printed."""
+    from mathsym_zoo.cli import run
+
+    assert run([name, "--help"]) == 0
+    text = capsys.readouterr().out
+    usage, _, rest = text.partition("\n\n")
+    return " ".join(usage.removeprefix("Usage:").split()), " ".join(rest.split("\n\n", 1)[0].split())
+
+
+def test_readme_command_table_matches_help_exactly(capsys):
+    import typer.main
+
+    from mathsym_zoo.cli import app
+
+    section = (REPO / "README.md").read_text().split("## Commands", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(mathsym-zoo [^`]+)` \| (.+) \|$", section, flags=re.M)
+    names = [n for n, c in typer.main.get_command(app).commands.items() if not c.hidden]
+    expected = [_help_summary(name, capsys) for name in names]
+    table = "\n".join(f"| `{usage}` | {summary} |" for usage, summary in expected)
+    assert rows == expected, f"README.md's command table should read (one row per command, in order):\n{table}"

@@ -15,7 +15,7 @@ from mathsym_zoo.data.cache import load_dataset
 from mathsym_zoo.data.groups import UNLISTED, GroupFile
 from mathsym_zoo.data.split import SIDES, build_split
 from mathsym_zoo.errors import DataError
-from mathsym_zoo.registry import SplitConfig, resolve
+from mathsym_zoo.registry import SHIPPED_REGISTRY, SplitConfig, resolve
 from mathsym_zoo.sources import Record
 
 STEM = r"([^/]+)_\d+\.[A-Za-z]+$"  # the expression stem of extracted_images/<label>/<stem>_<n>.png
@@ -165,7 +165,7 @@ def test_split_is_writer_disjoint(tmp_path):
 
 
 def test_shipped_crohme_source_reads_writers():
-    job = resolve(Path(__file__).resolve().parents[1] / "registry.toml", source="crohme")
+    job = resolve(SHIPPED_REGISTRY, source="crohme", root=Path(__file__).resolve().parents[1])
     params = job.source.params
     assert params.group_file.endswith("crohme_bench_writers.csv") and params.group_missing == "own-group"
     source = job.build_source()
@@ -176,7 +176,7 @@ def test_shipped_crohme_source_reads_writers():
 def test_real_crohme_split_is_writer_disjoint():
     """On the real benchmark archive (when present): no writer on two sides."""
     repo = Path(__file__).resolve().parents[1]
-    job = resolve(repo / "registry.toml", source="crohme")
+    job = resolve(SHIPPED_REGISTRY, source="crohme", root=repo)
     if not job.source.params.path or not job.build_source().path.exists():
         pytest.skip("crohme_bench.zip is not on this machine (../shared/data)")
     ds = load_dataset(job, progress=False)

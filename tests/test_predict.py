@@ -316,7 +316,7 @@ def test_cli_mixed_good_and_bad_exit_1_one_line_per_bad_file(run_dir, tmp_path, 
 def test_cli_json_and_csv_outputs(run_dir, tmp_path, image_files, capsys):
     bad = bad_files(tmp_path / "bad")
     inputs = [str(image_files[0]), str(bad["empty.jpg"]), str(image_files[1])]
-    code, _, _ = cli(["predict", str(run_dir), *inputs, "--json", str(tmp_path / "out.json"), "-k", "3"], capsys)
+    code, _, _ = cli(["predict", str(run_dir), *inputs, "--out", str(tmp_path / "out.json"), "-k", "3"], capsys)
     assert code == 1
     data = json.loads((tmp_path / "out.json").read_text())
     assert data["count"] == 3 and data["failed"] == 1 and data["top_k"] == 3
@@ -327,13 +327,13 @@ def test_cli_json_and_csv_outputs(run_dir, tmp_path, image_files, capsys):
     assert first["latex"] == [latex[label] for label in first["labels"]]
     assert data["errors"] == [{"path": inputs[1], "error": "empty file (0 bytes)"}]
 
-    code, _, _ = cli(["predict", str(run_dir), *inputs, "--csv", str(tmp_path / "out.csv"), "-k", "2"], capsys)
+    code, _, _ = cli(["predict", str(run_dir), *inputs, "--csv", "--out", str(tmp_path / "out.csv"), "-k", "2"], capsys)
     rows = list(csv.DictReader((tmp_path / "out.csv").open()))
     assert code == 1 and [r["path"] for r in rows] == inputs
     assert rows[0]["label_1"] in CLASSES and float(rows[0]["probability_1"]) >= float(rows[0]["probability_2"])
     assert rows[1]["error"] == "empty file (0 bytes)" and rows[1]["label_1"] == ""
 
-    code, out, _ = cli(["predict", str(run_dir), inputs[0], "--json", "-"], capsys)
+    code, out, _ = cli(["predict", str(run_dir), inputs[0], "--json"], capsys)
     assert code == 0 and json.loads(out)["predictions"][0]["path"] == inputs[0]
 
 

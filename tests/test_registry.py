@@ -11,7 +11,7 @@ import pytest
 
 from mathsym_zoo.cli import run
 from mathsym_zoo.errors import ConfigError
-from mathsym_zoo.registry import apply_override, parse_value, resolve
+from mathsym_zoo.registry import SHIPPED_REGISTRY, apply_override, parse_value, resolve
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = '[data]\nsource = "demo"\n[sources.demo]\ntype = "demo"\n'
@@ -97,23 +97,49 @@ def test_check_command_exit_codes(tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
 
 
-def test_default_registry_resolves():
-    job = resolve(REPO / "registry.toml")
-    assert job.source.name == "kaggle"
+def test_default_registry_resolves(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    job = resolve()  # no registry.toml here: the one shipped in the package
+    assert job.registry_path == SHIPPED_REGISTRY
+    assert job.source.name == "demo"  # works offline for everyone
     assert [m.type for m in job.models] == ["notebook-cnn", "resnet-lite", "mobilenet-head"]
     assert [p.type for p in job.preprocessing] == ["grayscale", "resize_pad"]
-    assert job.cache_dir == REPO / ".mathsym-cache"
+    # Relative paths of the shipped registry point at the user's folder, not into the installed package.
+    assert job.root == tmp_path and job.cache_dir == tmp_path / ".mathsym-cache"
+    assert job.runs_dir == tmp_path / "runs"
+
+
+def test_crohme_without_its_file_says_where_to_get_real_data(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # ../shared/data/crohme_bench.zip does not exist from here
+    job = resolve(source="crohme")
+    with pytest.raises(Exception, match=r"does not exist.*Kaggle 'Handwritten math symbols dataset'.*--source demo"):
+        job.build_source().check()
+
+
+def test_source_can_be_a_path(tmp_path, monkeypatch):
+    folder = tmp_path / "data" / "extracted_images"
+    (folder / "sum").mkdir(parents=True)
+    (tmp_path / "data.rar").write_bytes(b"Rar!")
+    monkeypatch.chdir(tmp_path)
+    job = resolve(SHIPPED_REGISTRY, source="data/extracted_images")
+    assert (job.source.name, job.source.type) == ("extracted_images", "archive")
+    assert job.source.params.path == str(folder)  # absolute: the run records where the data was
+    job = resolve(SHIPPED_REGISTRY, source="./data.rar")
+    assert job.source.name == "data" and job.source.params.path == str(tmp_path / "data.rar")
+    with pytest.raises(ConfigError, match=r"--source 'missing.zip': no such file or folder"):
+        resolve(SHIPPED_REGISTRY, source="missing.zip")
+    assert resolve(SHIPPED_REGISTRY, source="demo").source.type == "demo"  # names still win
 
 
 def test_overrides_and_source_switch():
-    job = resolve(REPO / "registry.toml", source="demo", overrides=["train.epochs=3", "train.learning_rate=0.01",
+    job = resolve(SHIPPED_REGISTRY, source="demo", overrides=["train.epochs=3", "train.learning_rate=0.01",
                                                                      "split.seed=7", "preprocessing.1.size=[32, 32]"])
     assert job.source.name == "demo" and job.train.epochs == 3 and job.train.learning_rate == 0.01
     assert job.split.seed == 7 and job.preprocessing[1].params.size == (32, 32)
     with pytest.raises(ConfigError, match=r"train.epochs: input should be a valid integer.*got \"three\""):
-        resolve(REPO / "registry.toml", source="demo", overrides=["train.epochs=three"])
+        resolve(SHIPPED_REGISTRY, source="demo", overrides=["train.epochs=three"])
     with pytest.raises(ConfigError, match=r"--source: unknown source 'dem'. Did you mean 'demo'\?"):
-        resolve(REPO / "registry.toml", source="dem")
+        resolve(SHIPPED_REGISTRY, source="dem")
 
 
 def test_bare_plugin_names_get_defaults():
@@ -126,7 +152,7 @@ def test_bare_plugin_names_get_defaults():
 
 
 def test_job_is_immutable_and_serialisable():
-    job = resolve(REPO / "registry.toml", source="demo")
+    job = resolve(SHIPPED_REGISTRY, source="demo")
     # The registry's [sources.demo] table, validated into the plugin's own params model.
     assert (job.source.section, job.source.component.kind, job.source.component.plugin) == ("sources.demo", "source", "demo")
     assert type(job.source.params).__name__ == "DemoParams" and job.source.params.images_per_class == 64
@@ -139,7 +165,7 @@ def test_job_is_immutable_and_serialisable():
     assert job.train.epochs == 10 and job.source.params.images_per_class == 64
     data = job.to_dict()
     assert data["source"]["type"] == "demo" and data["train"]["epochs"] == job.train.epochs
-    assert job.data_key() == resolve(REPO / "registry.toml", source="demo").data_key()
+    assert job.data_key() == resolve(SHIPPED_REGISTRY, source="demo").data_key()
 
 
 @pytest.mark.parametrize("text, value", [("3", 3), ("0.5", 0.5), ("true", True), ("[1, 2]", [1, 2]),

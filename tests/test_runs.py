@@ -104,6 +104,24 @@ def test_evaluate_on_another_source_says_so(small_run, capsys):
     assert "a different source from training" in (folder / "report.html").read_text()
 
 
+def test_evaluate_on_a_path(small_run, tmp_path, capsys):
+    """`--source PATH` (issue 13): an image folder in the Kaggle layout, as an archive source named after it."""
+    from PIL import Image
+
+    root, reg, run = small_run
+    folder = tmp_path / "extracted_images"
+    rng = np.random.default_rng(0)
+    for label in run.class_names[:3]:
+        (folder / label).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (45, 45), dtype=np.uint8)).save(folder / label / f"{i}.png")
+    capsys.readouterr()
+    assert cli(["evaluate", str(run.path), "--registry", str(reg), "--source", str(folder), "--side", "all",
+                "--no-progress"]) == 0
+    saved = json.loads((run.evaluation_dir("extracted_images", "all") / "evaluation.json").read_text())
+    assert saved["metrics"]["n"] == 12 and saved["training_source"] is False
+
+
 def test_evaluate_refuses_when_the_data_no_longer_gives_the_split(small_run, tmp_path, capsys):
     import shutil
 

@@ -17,31 +17,36 @@ from mathsym_zoo.cli import run
 codes = {}
 for argv in %r:
     codes[" ".join(argv)] = run(argv)
-heavy = sorted(m for m in ("tensorflow", "keras", "mlcroissant", "matplotlib") if m in sys.modules)
+heavy = sorted(m for m in ("tensorflow", "keras", "mlcroissant", "matplotlib", "numpy", "rich", "pydantic")
+               if m in sys.modules)
 print(json.dumps({"codes": codes, "heavy": heavy}))
 """
 
+#: Each light command and what it may import (output is a pipe here, so tables are plain text: no rich).
+#: Listing and checking need pydantic (plugin parameters, the registry); help and version need nothing.
 COMMANDS = [
-    ["--help"],
-    ["serve", "--help"],
-    ["plugins", "--all"],
-    ["models"],
-    ["models", "res*"],
-    ["sources"],
-    ["preprocessors"],
-    ["check", "--source", "demo"],
-    ["check", "--source", "crohme", "--set", "train.epochs=3"],
+    (["--help"], []),
+    (["--version"], []),
+    (["train", "--help"], ["pydantic"]),  # recent Typer types a command's parameters with pydantic
+    (["serve", "--help"], ["pydantic"]),
+    (["plugins", "--all"], ["pydantic"]),
+    (["models"], ["pydantic"]),
+    (["models", "res*"], ["pydantic"]),
+    (["sources"], ["pydantic"]),
+    (["preprocessors"], ["pydantic"]),
+    (["check", "--source", "demo"], ["pydantic"]),
+    (["check", "--source", "crohme", "--set", "train.epochs=3"], ["pydantic"]),
 ]
 
 
-@pytest.mark.parametrize("argv", COMMANDS, ids=[" ".join(c) for c in COMMANDS])
-def test_light_commands_do_not_import_tensorflow(argv):
+@pytest.mark.parametrize("argv, allowed", COMMANDS, ids=[" ".join(c) for c, _ in COMMANDS])
+def test_light_commands_import_little(argv, allowed):
     out = subprocess.run([sys.executable, "-c", PROBE % ([argv],)], cwd=REPO, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert list(result["codes"].values()) == [0], out.stderr
-    assert result["heavy"] == [], f"{argv} imported {result['heavy']}"
+    assert set(result["heavy"]) <= set(allowed), f"{argv} imported {result['heavy']}"
 
 
 def test_python_dash_m_entry_point():

@@ -7,11 +7,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
-from typer.core import TyperCommand
 
-from .app import (PluginsDirOpt, ProgressOpt, RegistryOpt, SetOpt, SourceOpt, StrictOpt, app, console, load_job,
-                  load_plugins, progress_enabled)
+from .app import (PluginsDirOpt, ProgressOpt, RegistryOpt, RunArg, SetOpt, Side, SourceOpt, StrictOpt, ZooCommand, app,
+                  console, escape, load_job, load_plugins, progress_enabled)
 
 #: What a bare ``--resume`` stands for: the newest comparison of the source (or --out).
 RESUME_LATEST = ":latest:"
@@ -21,7 +19,7 @@ def _looks_like_path(text: str) -> bool:
     return os.sep in text or "/" in text or Path(text).expanduser().is_dir()
 
 
-class _ResumeCommand(TyperCommand):
+class _ResumeCommand(ZooCommand):
     """Lets ``--resume`` stand alone or take a folder.
 
     Typer options always take a value, so a bare ``--resume`` (last, before
@@ -43,7 +41,7 @@ class _ResumeCommand(TyperCommand):
 
 
 ModelsArg = Annotated[Optional[list[str]], typer.Argument(
-    metavar="[MODEL]...", help="Model entries of the registry, or architecture names (default: every model in the registry).",
+    metavar="MODEL", help="Model entries of the registry, or architecture names (default: every model in the registry).",
     show_default=False)]
 ResumeOpt = Annotated[Optional[str], typer.Option(
     "--resume", metavar="[DIR]", show_default=False,
@@ -98,16 +96,13 @@ def compare(
                   f"time     {wall:.0f}s", highlight=False, soft_wrap=True)
 
 
-SideOpt = Annotated[str, typer.Option("--side", help="Which images: test or val of the split, or all.")]
-
-
 @app.command()
 def evaluate(
-    run: Annotated[str, typer.Argument(metavar="RUN", help="Run folder, or a .keras file (with run.json or "
-                                                           "<name>.json beside it naming its classes).")],
-    source: Annotated[Optional[str], typer.Option("--source", "-s", help=(
-        "Evaluate on another source (default: the run's own recorded source and split)."))] = None,
-    side: SideOpt = "test",
+    run: RunArg,
+    source: Annotated[Optional[str], typer.Option("--source", "-s", metavar="SOURCE", show_default=False, help=(
+        "Evaluate on another source: an entry of the registry, a source plugin, or a path (default: the run's "
+        "own recorded source and split)."))] = None,
+    side: Annotated[Side, typer.Option("--side", help="Which images: test or val of the split, or all.")] = Side.test,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", show_default=False, help=(
         "Output folder (default: <run>/evaluations/<source>-<side>/)."))] = None,
     registry: RegistryOpt = None,
@@ -124,12 +119,11 @@ def evaluate(
     and left out of the scores.
     """
     from ..api import refresh_model_card
-    from ..evaluate import SIDES, evaluate as run_evaluate
+    from ..evaluate import evaluate as run_evaluate
     from ..report import leaderboard_table, write_evaluation_report
     from ..runs import Run
 
-    if side not in SIDES:
-        raise typer.BadParameter(f"expected one of {', '.join(SIDES)}, got {side!r}", param_hint="--side")
+    side = Side(side).value
     the_run = Run.open(run, require_record=False)
     if source or not the_run.info.get("job"):
         job = load_job(registry, source, set_, plugins_dir, strict)

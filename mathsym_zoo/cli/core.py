@@ -6,10 +6,10 @@ import json
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
-from .app import (PluginsDirOpt, RegistryOpt, SetOpt, SourceOpt, StrictOpt, app, console, load_job,
-                  load_plugins)
+from .app import (JsonOpt, PluginsDirOpt, RegistryOpt, SetOpt, SourceOpt, StrictOpt, app, console, escape,
+                  load_job, load_plugins)
+from .tables import Column, print_table
 
 
 def _params_text(defaults: dict) -> str:
@@ -19,8 +19,8 @@ def _params_text(defaults: dict) -> str:
 @app.command()
 def plugins(
     all: Annotated[bool, typer.Option("--all", help="Include the built-in plugins.")] = False,
-    hook: Annotated[Optional[str], typer.Option("--hook", help="Only plugins implementing this hook.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    hook: Annotated[Optional[str], typer.Option("--hook", metavar="HOOK", help="Only plugins implementing this hook.")] = None,
+    json_out: JsonOpt = False,
     registry: RegistryOpt = None,
     plugins_dir: PluginsDirOpt = None,
     strict: StrictOpt = False,
@@ -32,16 +32,15 @@ def plugins(
     if json_out:
         console.print_json(json.dumps(infos))
         return
-    table = Table(title="mathsym-zoo plugins" + (" (with built-ins)" if all else ""))
-    for col in ("plugin", "version", "origin", "hooks", "registered"):
-        table.add_column(col, overflow="fold")
-    for info in infos:
-        table.add_row(info["name"], info["version"] or "-", info["origin"], "\n".join(info["hooks"]),
-                      "\n".join(f"{k}: {n}" for k, n in info["components"]))
     if not infos:
-        console.print("No third-party plugins installed; `--all` includes the built-ins.")
-    else:
-        console.print(table)
+        console.print("No third-party plugins installed; `--all` includes the built-ins.", markup=False)
+        return
+    rows = [{**info, "version": info["version"] or "-", "hooks": "\n".join(info["hooks"]),
+             "registered": "\n".join(f"{k}: {n}" for k, n in info["components"])} for info in infos]
+    columns = [Column("plugin", "name", no_wrap=True), Column("version", "version", keep=20),
+               Column("origin", "origin", keep=10), Column("hooks", "hooks", keep=30),
+               Column("registered", "registered", keep=40)]
+    print_table(console, columns, rows, title="mathsym-zoo plugins" + (" (with built-ins)" if all else ""))
 
 
 def _component_table(kind: str, pattern, plugins_dir, strict, registry, json_out, extra=None, plugins=None):
@@ -54,20 +53,20 @@ def _component_table(kind: str, pattern, plugins_dir, strict, registry, json_out
     if json_out:
         console.print_json(json.dumps(rows, default=str))
         return
-    table = Table(title=f"{kind}s" + (f" matching {pattern!r}" if pattern else ""))
-    cols = ["name", "plugin", "summary", "parameters (defaults)"] + [c for c in (rows[0].get("columns", {}) if rows else {})]
-    for col in cols:
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(r["name"], r["plugin"], r["summary"], _params_text(r["defaults"]),
-                      *[str(v) for v in r.get("columns", {}).values()])
-    console.print(table)
-    if not rows:
-        console.print(f"No {kind} matches {pattern!r}.")
+    cols = [Column("name", "name", no_wrap=True), Column("plugin", "plugin", keep=20),
+            Column("summary", "summary", keep=50), Column("parameters (defaults)", "parameters", keep=10)]
+    extra = list(rows[0].get("columns", {})) if rows else []
+    cols += [Column(c, c, keep=60 + i, right=True) for i, c in enumerate(extra)]
+    table_rows = [{**r, "parameters": _params_text(r["defaults"]), **{k: str(v) for k, v in r.get("columns", {}).items()}}
+                  for r in rows]
+    if rows:
+        print_table(console, cols, table_rows, title=f"{kind}s" + (f" matching {pattern!r}" if pattern else ""))
+    else:
+        console.print(f"No {kind} matches {pattern!r}.", markup=False, highlight=False)
 
 
-PatternArg = Annotated[Optional[str], typer.Argument(help="fnmatch pattern, e.g. 'res*'.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+PatternArg = Annotated[Optional[str], typer.Argument(metavar="PATTERN", show_default=False,
+                                                     help="fnmatch pattern, e.g. 'res*'.")]
 
 
 @app.command()
@@ -80,8 +79,6 @@ def models(pattern: PatternArg = None, json_out: JsonOpt = False, registry: Regi
 
     plugins = load_plugins(plugins_dir, strict, registry)
     if compute:
-        from rich.markup import escape
-
         from ..modelinfo import compute_model_infos
         from .app import err_console
 
@@ -109,7 +106,8 @@ def preprocessors(pattern: PatternArg = None, json_out: JsonOpt = False, registr
 
 @app.command()
 def check(
-    registry_arg: Annotated[Optional[str], typer.Argument(metavar="[REGISTRY]", help="Registry file (default: ./registry.toml).")] = None,
+    registry_arg: Annotated[Optional[str], typer.Argument(metavar="REGISTRY", show_default=False,
+                                                          help="Registry file (same as --registry).")] = None,
     registry: RegistryOpt = None,
     source: SourceOpt = None,
     set_: SetOpt = None,
@@ -124,7 +122,11 @@ def check(
     if json_out:
         console.print_json(json.dumps(resolved))
         return
-    from rich.pretty import Pretty
+    if not console.is_terminal:  # plain text for pipes and logs
+        console.file.write(f"valid: {job.registry_path}\n{json.dumps(resolved, indent=2)}\n")
+        return
     from rich.panel import Panel
+    from rich.pretty import Pretty
 
-    console.print(Panel(Pretty(resolved, expand_all=False), title=f"[green]valid[/]: {job.registry_path}", expand=False))
+    console.print(Panel(Pretty(resolved, expand_all=False), title=f"[green]valid[/]: {escape(str(job.registry_path))}",
+                        expand=False))

@@ -5,35 +5,22 @@ Both read the decoded cache (building it on first use) and never import TensorFl
 
 from __future__ import annotations
 
-import difflib
 import json
-import math
-import statistics
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import numpy as np
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from ..errors import ConfigError, DataError
-from .app import (PluginsDirOpt, ProgressOpt, RegistryOpt, SetOpt, SourceOpt, StrictOpt, app, console, err_console,
-                  load_job, progress_enabled)
-
-SourceArg = Annotated[Optional[str], typer.Argument(metavar="[SOURCE]", help="Source entry (same as --source).")]
-
-
-def _pick_source(arg: str | None, opt: str | None) -> str | None:
-    if arg and opt and arg != opt:
-        raise ConfigError(f"two different sources given: {arg!r} (argument) and {opt!r} (--source); pass one")
-    return arg or opt
+from .app import (JsonOpt, PluginsDirOpt, ProgressOpt, RegistryOpt, SetOpt, SourceOpt, StrictOpt, app, console,
+                  err_console, escape, load_job, progress_enabled)
+from .tables import Column, plain_table
 
 
-def _dataset(source_arg, source, registry, set_, plugins_dir, strict, progress):
+def _dataset(source, registry, set_, plugins_dir, strict, progress):
     from ..data.cache import load_dataset
 
-    job = load_job(registry, _pick_source(source_arg, source), set_, plugins_dir, strict)
+    job = load_job(registry, source, set_, plugins_dir, strict)
     dataset = load_dataset(job, progress=progress_enabled(progress), console=err_console)
     return job, dataset
 
@@ -43,6 +30,10 @@ def _dataset(source_arg, source, registry, set_, plugins_dir, strict, progress):
 
 def dataset_stats(dataset) -> dict[str, Any]:
     """Statistics of a decoded dataset, for ``info`` (JSON-able)."""
+    import statistics
+
+    import numpy as np
+
     report = dataset.report
     counts = np.bincount(dataset.labels, minlength=dataset.num_classes)
     order = np.argsort(counts, kind="stable")
@@ -73,17 +64,16 @@ def _top(counter: dict, n: int = 3) -> str:
 
 @app.command()
 def info(
-    source_arg: SourceArg = None,
     source: SourceOpt = None,
     registry: RegistryOpt = None,
     set_: SetOpt = None,
     plugins_dir: PluginsDirOpt = None,
     strict: StrictOpt = False,
     progress: ProgressOpt = True,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    json_out: JsonOpt = False,
 ):
     """Dataset metadata (Croissant) and statistics: images, classes, sizes, duplicates."""
-    job, dataset = _dataset(source_arg, source, registry, set_, plugins_dir, strict, progress)
+    job, dataset = _dataset(source, registry, set_, plugins_dir, strict, progress)
     try:
         metadata = job.build_source().metadata()
     except DataError as exc:
@@ -93,28 +83,26 @@ def info(
     if json_out:
         console.print_json(json.dumps({"source": job.source.name, "metadata": metadata, "stats": stats}, default=str))
         return
-    table = Table(title=f"source {job.source.name!r} ({job.source.type})", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
+    meta_rows: list[tuple[str, str]] = []
     if metadata:
         for key, label in (("name", "name"), ("date_published", "published"), ("license", "licence"),
                            ("url", "url"), ("citation", "citation"), ("version", "version"),
                            ("creators", "creators")):
             if metadata.get(key):
-                table.add_row(label, escape(str(metadata[key])))
+                meta_rows.append((label, str(metadata[key])))
         if metadata.get("description"):
             lines = [ln for ln in str(metadata["description"]).splitlines() if ln.strip()]
-            table.add_row("description", escape("\n".join(lines[:4]) + ("\n..." if len(lines) > 4 else "")))
+            meta_rows.append(("description", "\n".join(lines[:4]) + ("\n..." if len(lines) > 4 else "")))
     else:
-        table.add_row("metadata", "- (no Croissant file; set the source's `croissant`)")
+        meta_rows.append(("metadata", "- (no Croissant file; set the source's `croissant`)"))
     pc = stats["per_class"]
     dup, conf = stats["duplicates"], stats["under_two_labels"]
     rows = [
         ("images", f"{stats['images']:,}"),
         ("classes", f"{stats['classes']}"),
         ("per class", f"min {pc['min']:,} / median {pc['median']:,g} / max {pc['max']:,}"),
-        ("smallest classes", ", ".join(f"{escape(k)} ({v:,})" for k, v in stats["smallest_classes"].items())),
-        ("largest classes", ", ".join(f"{escape(k)} ({v:,})" for k, v in stats["largest_classes"].items())),
+        ("smallest classes", ", ".join(f"{k} ({v:,})" for k, v in stats["smallest_classes"].items())),
+        ("largest classes", ", ".join(f"{k} ({v:,})" for k, v in stats["largest_classes"].items())),
         ("image sizes", _top(stats["image_sizes"])),
         ("image modes", _top(stats["image_modes"])),
         ("cached as", "x".join(str(d) for d in stats["cached_shape"]) + " uint8"),
@@ -123,22 +111,40 @@ def info(
                              f"({dup.get('extra_copies', 0):,} extra copies)"),
         ("under two labels", f"{conf.get('sets', 0):,} sets, {conf.get('images', 0):,} images"),
         ("skipped", _top(stats["skipped"], 5) if stats["skipped"] else "none"),
-        ("cache", escape(stats["cache"])),
+        ("cache", stats["cache"]),
     ]
-    table.add_section()
-    for label, value in rows:
-        table.add_row(label, value)
-    console.print(table)
+    title = f"source {job.source.name!r} ({job.source.type})"
+    if console.is_terminal:
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title=title, show_header=False, title_justify="left")
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column(overflow="fold")
+        for label, value in meta_rows:
+            table.add_row(label, Text(value))
+        table.add_section()
+        for label, value in rows:
+            table.add_row(label, Text(value))
+        console.print(table)
+    else:  # a pipe or a log: plain "label  value" lines
+        print(title, file=console.file)
+        print(plain_table([Column("", "label"), Column("", "value")],
+                          [{"label": k, "value": v} for k, v in meta_rows + rows], header=False), file=console.file)
     for ex in conf.get("examples", [])[:5]:
         console.print(f"  same image as {escape(' / '.join(ex['labels']))}: {escape(', '.join(ex['paths']))}",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
 
 
 # -- show ------------------------------------------------------------------------
 
 
-def choose(dataset, label: str | None, n: int, seed: int | None) -> np.ndarray:
+def choose(dataset, label: str | None, n: int, seed: int | None):
     """``n`` random indices (all classes, or one label), sorted by label."""
+    import difflib
+
+    import numpy as np
+
     if label is not None:
         if label not in dataset.class_names:
             close = difflib.get_close_matches(label, dataset.class_names, n=3, cutoff=0.5)
@@ -153,8 +159,10 @@ def choose(dataset, label: str | None, n: int, seed: int | None) -> np.ndarray:
     return picked[np.argsort(dataset.labels[picked], kind="stable")]
 
 
-def contact_sheet(dataset, indices: np.ndarray, *, scale: int = 3):
+def contact_sheet(dataset, indices, *, scale: int = 3):
     """A PIL image: a grid of the chosen images, each captioned with its label."""
+    import math
+
     from PIL import Image, ImageDraw, ImageFont
 
     h, w, _ = dataset.input_shape
@@ -180,15 +188,17 @@ def contact_sheet(dataset, indices: np.ndarray, *, scale: int = 3):
     return sheet
 
 
-def _pil(array: np.ndarray):
+def _pil(array):
+    import numpy as np
     from PIL import Image
 
     array = np.asarray(array)
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
 
 
-def terminal_preview(dataset, indices: np.ndarray, width: int, tile: int = 22):
+def terminal_preview(dataset, indices, width: int, tile: int = 22):
     """Rich renderables drawing the images with half-block characters (two pixel rows per line)."""
+    import numpy as np
     from PIL import Image
     from rich.style import Style
     from rich.text import Text
@@ -219,13 +229,12 @@ def terminal_preview(dataset, indices: np.ndarray, width: int, tile: int = 22):
 
 @app.command()
 def show(
-    source_arg: SourceArg = None,
     source: SourceOpt = None,
-    label: Annotated[Optional[str], typer.Option("--label", "-l", help="Only images of this class.")] = None,
-    n: Annotated[int, typer.Option("-n", "--count", min=1, max=1000, help="Number of images.")] = 16,
+    label: Annotated[Optional[str], typer.Option("--label", "-l", metavar="LABEL", help="Only images of this class.")] = None,
+    n: Annotated[int, typer.Option("-n", "--count", metavar="N", min=1, max=1000, help="Number of images.")] = 16,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write a PNG contact sheet here "
                                                                     "(default: preview in the terminal).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed for the choice (default: random).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", metavar="N", help="Random seed for the choice (default: random).")] = None,
     registry: RegistryOpt = None,
     set_: SetOpt = None,
     plugins_dir: PluginsDirOpt = None,
@@ -233,7 +242,7 @@ def show(
     progress: ProgressOpt = True,
 ):
     """Random images with their labels: a PNG contact sheet (--out) or a terminal preview."""
-    job, dataset = _dataset(source_arg, source, registry, set_, plugins_dir, strict, progress)
+    job, dataset = _dataset(source, registry, set_, plugins_dir, strict, progress)
     indices = choose(dataset, label, n, seed)
     if out is not None:
         if out.suffix.lower() != ".png":
@@ -258,8 +267,8 @@ def show(
 
 @app.command()
 def croissant(
-    source_arg: SourceArg = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (croissant.json, records.csv, images/).")] = ...,
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", show_default=False,
+                                      help="Folder to write (croissant.json, records.csv, images/).")] = ...,
     source: SourceOpt = None,
     registry: RegistryOpt = None,
     set_: SetOpt = None,
@@ -278,7 +287,7 @@ def croissant(
     """
     from ..croissant import publish
 
-    job = load_job(registry, _pick_source(source_arg, source), set_, plugins_dir, strict)
+    job = load_job(registry, source, set_, plugins_dir, strict)
     result = publish(job, out, overwrite=force, verify=verify, progress=progress_enabled(progress))
     counts = result["counts"]
     console.print(f"wrote {escape(str(result['path']))}: " + ", ".join(f"{s} {n:,}" for s, n in counts.items())

@@ -5,24 +5,32 @@ from __future__ import annotations
 import csv
 import io
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Group
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
-from ..labels import latex_for
-from .app import (PluginsDirOpt, ProgressOpt, RegistryOpt, StrictOpt, app, console, err_console, load_plugins,
-                  progress_enabled)
+from .app import (JsonOpt, PluginsDirOpt, ProgressOpt, RegistryOpt, StrictOpt, app, console, err_console, escape,
+                  load_plugins, progress_enabled)
 
 #: Up to this many images get one table each; more get one summary table (a row per image).
 PER_IMAGE_TABLES = 20
 
-ModelArg = Annotated[str, typer.Argument(metavar="MODEL_OR_RUN",
-                                         help="Run folder, .keras file (with run.json beside it) or export folder.")]
+ModelRunArg = Annotated[str, typer.Argument(
+    metavar="RUN", show_default=False,
+    help="A run folder, a .keras file with run.json beside it, or an export folder.")]
+
+
+class ExportFormat(str, Enum):
+    saved_model = "saved_model"
+    tflite = "tflite"
+    onnx = "onnx"
+
+
+class Quantization(str, Enum):
+    dynamic = "dynamic"
+    float16 = "float16"
 
 
 def _write_output(path: str, text: str) -> None:
@@ -61,7 +69,13 @@ def predictions_csv(preds, top_k: int) -> str:
     return buf.getvalue()
 
 
-def _per_image_table(p) -> Group:
+def _per_image_table(p):
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from ..labels import latex_for
+
     table = Table(show_edge=False)
     table.add_column("#", justify="right")
     table.add_column("label")
@@ -73,7 +87,9 @@ def _per_image_table(p) -> Group:
     return Group(Text(p.source, style="italic", no_wrap=True, overflow="ignore"), table)
 
 
-def _summary_table(preds) -> Table:
+def _summary_table(preds):
+    from rich.table import Table
+
     table = Table(title=f"{len(preds)} images")
     table.add_column("image", overflow="fold")
     table.add_column("top-1")
@@ -103,13 +119,16 @@ def _run_predictions(clf, items, top_k: int, batch_size: int, show_progress: boo
 
 @app.command()
 def predict(
-    model: ModelArg,
-    inputs: Annotated[list[str], typer.Argument(metavar="IMAGE_OR_DIR...",
+    model: ModelRunArg,
+    inputs: Annotated[list[str], typer.Argument(metavar="IMAGE_OR_DIR", show_default=False,
                                                 help="Image files and folders (searched recursively).")],
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels to show per image.")] = 5,
-    json_out: Annotated[Optional[str], typer.Option("--json", metavar="OUT", help="Write results as JSON ('-' = stdout).")] = None,
-    csv_out: Annotated[Optional[str], typer.Option("--csv", metavar="OUT", help="Write results as CSV ('-' = stdout).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per model call.")] = 64,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", metavar="K", min=1, help="Labels to show per image.")] = 5,
+    json_out: JsonOpt = False,
+    csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV on stdout instead of tables.")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", show_default=False, help=(
+        "Write the JSON or CSV here instead of stdout (the format follows --json/--csv, else the "
+        ".json/.csv ending)."))] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", metavar="N", min=1, help="Images per model call.")] = 64,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No tables; errors and files only.")] = False,
     progress: ProgressOpt = True,
     registry: RegistryOpt = None,
@@ -121,10 +140,9 @@ def predict(
     Exit code 0 when every input was predicted, 1 when some files failed
     (each gets one error line on stderr).
     """
+    fmt = _output_format(json_out, csv_out, out)
     from ..predict import expand_inputs, load_classifier
 
-    if json_out and csv_out:
-        raise typer.BadParameter("choose one of --json and --csv", param_hint="--json/--csv")
     # Local plugins (registry plugin_paths, --plugins-dir) may provide the run's preprocessing steps.
     clf = load_classifier(model, warm_batch=batch_size, plugins=load_plugins(plugins_dir, strict, registry))
     items, skipped = expand_inputs(inputs)
@@ -137,7 +155,7 @@ def predict(
     ok = [p for p in preds if p.ok]
     failed = [p for p in preds if not p.ok]
 
-    to_stdout = "-" in (json_out, csv_out)
+    to_stdout = fmt is not None and out is None
     if not quiet and not to_stdout and ok:
         if len(ok) <= PER_IMAGE_TABLES:
             for p in ok:
@@ -145,31 +163,45 @@ def predict(
         else:
             console.print(_summary_table(ok))
     k = min(top_k, clf.num_classes)
-    if json_out:
-        _write_output(json_out, predictions_json(preds, model, k))
-    if csv_out:
-        _write_output(csv_out, predictions_csv(preds, k))
+    if fmt is not None:
+        text = predictions_json(preds, model, k) if fmt == "json" else predictions_csv(preds, k)
+        _write_output(str(out) if out is not None else "-", text)
     for p in failed:
         err_console.print(f"[bold red]error:[/] {escape(p.source)}: {escape(p.error)}", highlight=False, soft_wrap=True)
     if not to_stdout:
         note = f"{len(ok)} predicted, {len(failed)} failed"
         if skipped:
             note += f", {skipped} non-image files in folders skipped"
-        if json_out or csv_out:
-            note += f"; results in {json_out or csv_out}"
-        err_console.print(note, highlight=False)
+        if out is not None:
+            note += f"; results in {out}"
+        err_console.print(note, highlight=False, markup=False)
     if failed:
         raise typer.Exit(1)
 
 
+def _output_format(json_out: bool, csv_out: bool, out: Path | None) -> str | None:
+    """"json", "csv" or None (tables) from --json, --csv and the --out file name."""
+    if json_out and csv_out:
+        raise typer.BadParameter("choose one of --json and --csv", param_hint="--json/--csv")
+    if json_out or csv_out:
+        return "json" if json_out else "csv"
+    if out is None:
+        return None
+    if out.suffix.lower() in (".json", ".csv"):
+        return out.suffix.lower()[1:]
+    raise typer.BadParameter(f"{str(out)!r}: say --json or --csv, or use a name ending in .json or .csv",
+                             param_hint="--out")
+
+
 @app.command()
 def export(
-    model: ModelArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Export folder to create.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="saved_model, tflite or onnx.")] = "saved_model",
-    quantize: Annotated[Optional[str], typer.Option("--quantize", "-q", help="TFLite only: dynamic or float16.")] = None,
+    model: ModelRunArg,
+    out: Annotated[Path, typer.Option("--out", "-o", show_default=False, help="Export folder to create.")],
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="What to export.")] = ExportFormat.saved_model,
+    quantize: Annotated[Optional[Quantization], typer.Option(
+        "--quantize", show_default=False, help="TFLite only: weight quantization.")] = None,
     check: Annotated[Optional[list[str]], typer.Option(
-        "--check", help="Images or folders to compare the export with the Keras model on. Repeatable.")] = None,
+        "--check", metavar="PATH", help="Images or folders to compare the export with the Keras model on. Repeatable.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out folder.")] = False,
     registry: RegistryOpt = None,
     plugins_dir: PluginsDirOpt = None,
@@ -184,8 +216,13 @@ def export(
     --check images (for a SavedModel also through the image-bytes signature on
     the files themselves), or on synthetic inputs when none are given.
     """
+    from rich.table import Table
+
     from ..export import export as do_export, synthetic_inputs
     from ..modelinfo import format_size
+
+    fmt = ExportFormat(fmt).value
+    quantize = Quantization(quantize).value if quantize is not None else None
 
     # Without real images, a deterministic batch of random strokes still checks the numerics.
     result = do_export(model, fmt, quantize, out, overwrite=force, check=check or synthetic_inputs,

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 
 from ..errors import ConfigError, ZooError
-from .app import PluginsDirOpt, RegistryOpt, StrictOpt, app, console, err_console, load_job, load_plugins
+from .app import PluginsDirOpt, RegistryOpt, StrictOpt, app, console, err_console, escape, load_job, load_plugins
 
 
 def _is_loopback(host: str) -> bool:
@@ -34,14 +33,14 @@ def _run_folders(registry: Path | None) -> tuple[Path, Path]:
 @app.command()
 def serve(
     runs: Annotated[Optional[list[Path]], typer.Argument(
-        metavar="[RUN]...", help="Run folders (or .keras files, exports) to offer; default: every finished run.")] = None,
-    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where to look for runs (default: the registry's).")] = None,
+        metavar="RUN", show_default=False, help="Run folders (or .keras files, exports) to offer; default: every finished run.")] = None,
+    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", metavar="DIR", show_default=False, help="Where to look for runs (default: the registry's).")] = None,
     comparisons_dir: Annotated[Optional[Path], typer.Option(
-        "--comparisons-dir", help="Where to look for comparisons (default: the registry's).")] = None,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on; other than loopback, anyone on the network can use it.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535, help="Port to listen on.")] = 8000,
+        "--comparisons-dir", metavar="DIR", show_default=False, help="Where to look for comparisons (default: the registry's).")] = None,
+    host: Annotated[str, typer.Option("--host", metavar="ADDRESS", help="Address to listen on; other than loopback, anyone on the network can use it.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", metavar="PORT", min=1, max=65535, help="Port to listen on.")] = 8000,
     samples: Annotated[Optional[Path], typer.Option(
-        "--samples", help="Save drawings contributed on the page here (Kaggle layout: LABEL/NAME.png); off without it.")] = None,
+        "--samples", metavar="DIR", show_default=False, help="Save drawings contributed on the page here (Kaggle layout: LABEL/NAME.png); off without it.")] = None,
     registry: RegistryOpt = None,
     plugins_dir: PluginsDirOpt = None,
     strict: StrictOpt = False,

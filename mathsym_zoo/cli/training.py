@@ -7,13 +7,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
-
-from rich.markup import escape
 
 from ..errors import ConfigError, ZooError
-from .app import (PluginsDirOpt, ProgressOpt, RegistryOpt, SetOpt, SourceOpt, StrictOpt, app, console, load_job,
-                  load_plugins, progress_enabled)
+from .app import (JsonOpt, PluginsDirOpt, ProgressOpt, RegistryOpt, SetOpt, SourceOpt, StrictOpt, app, console,
+                  escape, load_job, load_plugins, progress_enabled)
+from .tables import Column, print_table
 
 
 @app.command()
@@ -25,7 +23,7 @@ def split(
     strict: StrictOpt = False,
     progress: ProgressOpt = True,
     classes: Annotated[bool, typer.Option("--classes/--no-classes", help="Show the per-class table.")] = True,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    json_out: JsonOpt = False,
 ):
     """Build (or read) the persisted split and show its hash and counts per side and class."""
     import warnings
@@ -47,23 +45,18 @@ def split(
         }))
         return
     total = len(dataset)
-    sides = Table(title=f"split {sp.hash[:12]} of {job.source.name} ({total} images)")
-    for col in ("side", "images", "share", "classes present"):
-        sides.add_column(col, justify="right" if col != "side" else "left")
-    for s in SIDES:
-        n = int(len(sp.indices[s]))
-        sides.add_row(s, f"{n:,}", f"{n / total:.1%}", str(int((counts[s] > 0).sum())))
-    console.print(sides)
+    side_rows = [{"side": s, "images": f"{len(sp.indices[s]):,}", "share": f"{len(sp.indices[s]) / total:.1%}",
+                  "classes": str(int((counts[s] > 0).sum()))} for s in SIDES]
+    print_table(console, [Column("side", "side", no_wrap=True), Column("images", "images", right=True),
+                          Column("share", "share", right=True), Column("classes present", "classes", right=True)],
+                side_rows, title=f"split {sp.hash[:12]} of {job.source.name} ({total} images)")
     if classes:
-        table = Table(title="per class")
-        table.add_column("class")
-        for s in SIDES:
-            table.add_column(s, justify="right")
-        for i, name in enumerate(dataset.class_names):
-            table.add_row(name, *(f"{int(counts[s][i]):,}" for s in SIDES))
-        console.print(table)
+        class_rows = [{"class": name, **{s: f"{int(counts[s][i]):,}" for s in SIDES}}
+                      for i, name in enumerate(dataset.class_names)]
+        print_table(console, [Column("class", "class", no_wrap=True)] + [Column(s, s, right=True) for s in SIDES],
+                    class_rows, title="per class")
     for note in sp.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     console.print(f"hash   {sp.hash}\nfile   {sp.path}", highlight=False, soft_wrap=True)
 
 
@@ -79,7 +72,8 @@ def _log(line: str) -> None:
 
 @app.command()
 def train(
-    model: Annotated[Optional[str], typer.Argument(help="A model entry of the registry ([models.NAME]), or an architecture name.")] = None,
+    model: Annotated[Optional[str], typer.Argument(metavar="MODEL", show_default=False, help=(
+        "A model entry of the registry ([models.NAME]), or an architecture name."))] = None,
     source: SourceOpt = None,
     registry: RegistryOpt = None,
     set_: SetOpt = None,
@@ -125,10 +119,10 @@ def _resume(run_dir: Path, model, source, sets, plugins_dir, strict, registry, i
 
 @app.command()
 def runs(
-    folders: Annotated[Optional[list[Path]], typer.Argument(metavar="[DIR]...", show_default=False, help=(
+    folders: Annotated[Optional[list[Path]], typer.Argument(metavar="DIR", show_default=False, help=(
         "Runs or comparison folders to search (default: the registry's runs and comparisons folders)."))] = None,
     registry: RegistryOpt = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    json_out: JsonOpt = False,
 ):
     """List runs: model, source, split hash, status, epochs, best validation top-1, created."""
     from ..runs import find_runs
@@ -163,6 +157,7 @@ def _short_path(path: str) -> str:
 
 def _runs_table(rows: list[dict], width: int, terminal: bool):
     from rich import box
+    from rich.table import Table
 
     cols = [("run", "run"), ("model", "model"), ("source", "source"), ("split", "split_hash"),
             ("status", "status"), ("epochs", "epochs"), ("best val", "best_val_top1"), ("created", "created")]
