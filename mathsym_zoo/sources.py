@@ -28,7 +28,14 @@ class Record:
 
 
 class Source(Protocol):
-    """A dataset source built by a source factory."""
+    """A dataset source built by a source factory.
+
+    Optional, for speed: ``size_hint() -> int | None`` (members, for the progress
+    bar) and ``record_table()``, a context manager giving None or an object with
+    ``len()`` and a picklable ``records(start, stop) -> list[Record]`` that reads
+    that slice of ``records()`` in the calling process: the ingest's workers then
+    read their own slices in parallel instead of receiving the bytes.
+    """
 
     def fingerprint(self) -> str:
         """A stable identity of the data (archive checksum, dataset version,

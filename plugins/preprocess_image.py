@@ -27,7 +27,8 @@ class Grayscale(Preprocessor):
         from mathsym_zoo.data.images import to_8bit
 
         # 16-bit and float images scaled (not clipped), transparent pixels white paper.
-        return to_8bit(image).convert("L")
+        image = to_8bit(image)
+        return image if image.mode == "L" else image.convert("L")  # no copy of what is already grey
 
     def graph_apply(self, image):
         from mathsym_zoo import tf_imaging

@@ -147,6 +147,14 @@ class ArchiveSource:
         """Lines for the ingest report (group-file matching), after records() ran."""
         return self._assigner.notes() if self._assigner is not None else []
 
+    def record_table(self):
+        """Context manager: the records by position, so ingest workers read their own share."""
+        from mathsym_zoo.data.archives import record_table
+
+        self._exists()
+        return record_table(self.path, label_pattern=self.label_pattern, group_pattern=self.group_pattern,
+                            max_member_bytes=self.max_member_bytes)
+
     def metadata(self) -> dict[str, Any] | None:
         if self.croissant is None:
             return None

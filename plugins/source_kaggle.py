@@ -169,6 +169,9 @@ class KaggleSource:
     def records(self) -> Iterator:
         return self._archive().records()
 
+    def record_table(self):
+        return self._archive().record_table()
+
     def croissant_path(self) -> Path | None:
         p = self.params
         if p.croissant:

@@ -25,13 +25,14 @@ import contextlib
 import hashlib
 import io
 import json
+import math
 import os
 import secrets
 import shutil
 import struct
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -46,6 +47,8 @@ MANIFEST = "manifest.json"
 ARRAY_FILES = ("images.npy", "labels.npy", "paths.npy", "groups.npy", "hashes.npy")
 CHUNK = 256  # records per task: big enough to hide IPC costs, small enough for a smooth bar
 CHUNK_BYTES = 32 * 2**20  # ...and at most this much encoded data, so chunks in flight stay bounded
+FIRST_CHUNK = 16  # records per task until the decoded image size is known
+TASK_PIXEL_BYTES = 1 << 20  # decoded bytes per task at most (fewer records for big images)
 HEADER_BYTES = 128  # reserved .npy header, filled in once the image count is known
 MAX_LISTED_SKIPS = 10_000
 
@@ -61,15 +64,29 @@ class CacheInvalid(Exception):
 
 # -- worker side ---------------------------------------------------------------
 
+# What workers need, set in the parent before the pool forks (and by the pool
+# initializer under spawn): offline steps, and the source's record table if any.
 _STEPS: list = []
+_TABLE = None
 
 
-def _init_worker(steps: list) -> None:
+def _init_worker(steps: list, table=None) -> None:
     import signal
 
-    global _STEPS
-    _STEPS = steps
+    global _STEPS, _TABLE
+    _STEPS, _TABLE = steps, table
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
+
+
+@contextlib.contextmanager
+def _worker_state(steps: list, table) -> Iterator[None]:
+    global _STEPS, _TABLE
+    saved = _STEPS, _TABLE
+    _STEPS, _TABLE = steps, table
+    try:
+        yield
+    finally:
+        _STEPS, _TABLE = saved
 
 
 def _to_pil(array: np.ndarray):
@@ -88,6 +105,14 @@ def image_to_array(image) -> np.ndarray:
     from .images import to_array
 
     return to_array(image)
+
+
+def _pixels(image) -> tuple[bytes, tuple[int, ...]]:
+    """The bytes and (H, W, C) shape :func:`image_to_array` gives, without the array for L and RGB."""
+    if image.mode in ("L", "RGB"):  # the usual case (to_8bit ran before the steps): stored as it is
+        return image.tobytes(), (image.height, image.width, 1 if image.mode == "L" else 3)
+    array = image_to_array(image)
+    return array.tobytes(), array.shape
 
 
 def decode_items(items: list[tuple[bytes | None, np.ndarray | None]], steps: list | None = None) -> list[tuple]:
@@ -123,13 +148,37 @@ def decode_items(items: list[tuple[bytes | None, np.ndarray | None]], steps: lis
             im = to_8bit(im)  # before the steps: they expect 8-bit pixels, upright, first frame
             for step in steps:
                 im = step.apply(im)
-            array = image_to_array(im)
+            pixels, shape = _pixels(im)
         except Exception as exc:
             out.append((None, f"preprocessing failed ({type(exc).__name__}: {exc})"))
             continue
-        pixels = array.tobytes()
-        out.append((pixels, array.shape, hashlib.sha1(pixels).hexdigest(), size, mode))
+        out.append((pixels, shape, hashlib.sha1(pixels).hexdigest(), size, mode))
     return out
+
+
+def sort_records(records: list) -> tuple[list, list, list]:
+    """``(meta, items, skipped)``: records to decode as (path, label, group) and
+    (data, image), and the others as (path, reason)."""
+    meta, items, skipped = [], [], []
+    for r in records:
+        if r.skip:
+            skipped.append((r.path, r.skip))
+        elif not r.label:
+            skipped.append((r.path, "no label"))
+        elif r.data is None and r.image is None:
+            skipped.append((r.path, SKIP_NO_DATA))
+        else:
+            meta.append((r.path, str(r.label), r.group or ""))
+            items.append((r.data, r.image))
+    return meta, items, skipped
+
+
+def decode_slice(start: int, stop: int) -> tuple[list, list, list, int]:
+    """Read records ``start:stop`` of the record table and decode them, in this
+    process: ``(meta, results, skipped, members)``."""
+    records = _TABLE.records(start, stop)
+    meta, items, skipped = sort_records(records)
+    return meta, decode_items(items), skipped, len(records)
 
 
 # -- parent side -----------------------------------------------------------------
@@ -167,16 +216,85 @@ class _ImageStream:
         self.fh.close()
 
 
-def _chunks(records: Iterable, size: int, max_bytes: int = CHUNK_BYTES) -> Iterator[list]:
-    chunk, held = [], 0
-    for record in records:
-        chunk.append(record)
-        held += len(record.data) if record.data is not None else 0
-        if len(chunk) >= size or held >= max_bytes:
-            yield chunk
-            chunk, held = [], 0
-    if chunk:
-        yield chunk
+class _Ingest:
+    """Collects worker results in record order and writes the arrays."""
+
+    def __init__(self, folder: Path) -> None:
+        self.images = _ImageStream(folder / "images.npy")
+        self.labels: list[str] = []
+        self.paths: list[str] = []
+        self.groups: list[str] = []
+        self.hashes: list[str] = []
+        self.skipped: list[tuple[str, str]] = []
+        self.sizes: collections.Counter = collections.Counter()
+        self.modes: collections.Counter = collections.Counter()
+        self.shape: tuple[int, ...] | None = None
+        self.members = 0
+
+    def chunk_size(self) -> int:
+        """Records per task: CHUNK, fewer for big images so that the tasks in
+        flight hold a few MB whatever the image size (small until the size is known)."""
+        first = min(FIRST_CHUNK, CHUNK)
+        if self.shape is None:
+            return first
+        return max(first, min(CHUNK, TASK_PIXEL_BYTES // max(1, math.prod(self.shape))))
+
+    def add(self, meta: list, results: list, skipped: list, members: int) -> None:
+        self.members += members
+        self.skipped.extend(skipped)
+        for (path, label, group), res in zip(meta, results):
+            if res[0] is None:
+                self.skipped.append((path, res[1]))
+                continue
+            pixels, shape, digest, size, mode = res
+            if self.shape is None:
+                self.shape = tuple(shape)
+            elif tuple(shape) != self.shape:
+                self.skipped.append((path, SKIP_SHAPE))
+                continue
+            self.images.write(pixels)
+            self.labels.append(label)
+            self.paths.append(path)
+            self.groups.append(group)
+            self.hashes.append(digest)
+            self.sizes[size] += 1
+            self.modes[mode] += 1
+
+
+def _stream_tasks(records: Iterator, ingest: _Ingest) -> Iterator[tuple]:
+    """Tasks whose bytes the parent reads: ``(known, function, args)``, ``known``
+    being what the parent already has (meta, skipped, members). A chunk also ends
+    at CHUNK_BYTES of encoded data, so chunks in flight stay bounded."""
+    records = iter(records)
+    while True:
+        chunk, held, size = [], 0, ingest.chunk_size()
+        for record in records:
+            chunk.append(record)
+            held += len(record.data) if record.data is not None else 0
+            if len(chunk) >= size or held >= CHUNK_BYTES:
+                break
+        if not chunk:
+            return
+        meta, items, skipped = sort_records(chunk)
+        yield (meta, skipped, len(chunk)), decode_items, (items,)
+
+
+def _table_tasks(total: int, ingest: _Ingest) -> Iterator[tuple]:
+    """Tasks that read their own slice of the record table in the worker."""
+    start = 0
+    while start < total:
+        stop = min(total, start + ingest.chunk_size())
+        yield None, decode_slice, (start, stop)
+        start = stop
+
+
+def _collect(ingest: _Ingest, known: tuple | None, result) -> int:
+    if known is None:
+        meta, results, skipped, members = result
+    else:
+        (meta, skipped, members), results = known, result
+    ingest.add(meta, results, skipped, members)
+    return members
 
 
 def _sha1_file(path: Path) -> str:
@@ -207,96 +325,49 @@ def _progress(console, enabled: bool):
                     disable=not enabled, transient=False)
 
 
-class _Ingest:
-    """Collects worker results in record order and writes the arrays."""
-
-    def __init__(self, folder: Path) -> None:
-        self.images = _ImageStream(folder / "images.npy")
-        self.labels: list[str] = []
-        self.paths: list[str] = []
-        self.groups: list[str] = []
-        self.hashes: list[str] = []
-        self.skipped: list[tuple[str, str]] = []
-        self.sizes: collections.Counter = collections.Counter()
-        self.modes: collections.Counter = collections.Counter()
-        self.shape: tuple[int, ...] | None = None
-        self.members = 0
-
-    def split(self, chunk: list) -> tuple[list, list]:
-        """Pass skipped records straight to the report; the rest go to decoding."""
-        meta, items = [], []
-        for r in chunk:
-            self.members += 1
-            if r.skip:
-                self.skipped.append((r.path, r.skip))
-            elif not r.label:
-                self.skipped.append((r.path, "no label"))
-            elif r.data is None and r.image is None:
-                self.skipped.append((r.path, SKIP_NO_DATA))
-            else:
-                meta.append((r.path, str(r.label), r.group or ""))
-                items.append((r.data, r.image))
-        return meta, items
-
-    def add(self, meta: list, results: list) -> None:
-        for (path, label, group), res in zip(meta, results):
-            if res[0] is None:
-                self.skipped.append((path, res[1]))
-                continue
-            pixels, shape, digest, size, mode = res
-            if self.shape is None:
-                self.shape = tuple(shape)
-            elif tuple(shape) != self.shape:
-                self.skipped.append((path, SKIP_SHAPE))
-                continue
-            self.images.write(pixels)
-            self.labels.append(label)
-            self.paths.append(path)
-            self.groups.append(group)
-            self.hashes.append(digest)
-            self.sizes[size] += 1
-            self.modes[mode] += 1
-
-
 def _run(source, steps: list, workers: int, ingest: _Ingest, progress) -> int:
     """Feed the source through the workers; returns the worker count used."""
-    hint = None
-    with contextlib.suppress(Exception):
-        hint = source.size_hint() if hasattr(source, "size_hint") else None
-    n = _worker_count(workers, hint)
-    task = progress.add_task("ingest", total=hint)
-    chunks = _chunks(source.records(), CHUNK)
-    if n == 1:
-        for chunk in chunks:
-            meta, items = ingest.split(chunk)
-            ingest.add(meta, decode_items(items, steps))
-            progress.advance(task, len(chunk))
-        return 1
+    tables = source.record_table() if hasattr(source, "record_table") else contextlib.nullcontext()
+    with tables as table:
+        hint = len(table) if table is not None else None
+        if hint is None:
+            with contextlib.suppress(Exception):
+                hint = source.size_hint() if hasattr(source, "size_hint") else None
+        n = _worker_count(workers, hint)
+        task = progress.add_task("ingest", total=hint)
+        tasks = _table_tasks(hint, ingest) if table is not None else _stream_tasks(source.records(), ingest)
+        with _worker_state(steps, table):
+            if n == 1:
+                for known, fn, args in tasks:
+                    progress.advance(task, _collect(ingest, known, fn(*args)))
+            else:
+                _run_pool(n, steps, table, tasks, ingest, lambda k: progress.advance(task, k))
+    if hint is None:
+        progress.update(task, total=ingest.members)
+    return n
+
+
+def _run_pool(n: int, steps: list, table, tasks: Iterator[tuple], ingest: _Ingest, advance) -> None:
     import multiprocessing as mp
 
-    # fork: workers inherit the plugins (also local plugin files) without re-importing anything.
+    # fork: workers inherit the plugins (also local plugin files) and the record table without
+    # re-importing or pickling anything.
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    pool = ctx.Pool(n, initializer=_init_worker, initargs=(steps,))
+    pool = ctx.Pool(n, initializer=_init_worker, initargs=(steps, table))
     window: collections.deque = collections.deque()
     try:
-        for chunk in chunks:
-            meta, items = ingest.split(chunk)
-            window.append((meta, len(chunk), pool.apply_async(decode_items, (items,))))
-            while len(window) >= 3 * n:  # bounded memory: a few chunks in flight
-                meta, count, pending = window.popleft()
-                ingest.add(meta, pending.get())
-                progress.advance(task, count)
+        for known, fn, args in tasks:
+            window.append((known, pool.apply_async(fn, args)))
+            while len(window) >= 3 * n:  # bounded memory: a few tasks in flight
+                known, pending = window.popleft()
+                advance(_collect(ingest, known, pending.get()))
         while window:
-            meta, count, pending = window.popleft()
-            ingest.add(meta, pending.get())
-            progress.advance(task, count)
+            known, pending = window.popleft()
+            advance(_collect(ingest, known, pending.get()))
         pool.close()
     finally:
         pool.terminate()
         pool.join()
-    if hint is None:
-        progress.update(task, total=ingest.members)
-    return n
 
 
 def _report(ingest: _Ingest, class_names: list[str], labels: np.ndarray, seconds: float, workers: int) -> dict:
