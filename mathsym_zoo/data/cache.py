@@ -546,10 +546,10 @@ def load_dataset(job, *, progress: bool = True, console=None, rebuild: bool = Fa
             # A composed source yields images already through these steps (its parts' caches).
             todo = [] if getattr(source, "preprocessed", False) else steps
             _write_cache(tmp, source, todo, job.workers, bar, meta)
-        _publish(tmp, folder)
+        ours = _publish(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    dataset = open_cache(folder, key=key)
+    dataset = open_cache(folder, key=key, verify=not ours)  # checksums just computed from these very files
     if progress:
         print_report(dataset.report, console, title=f"Ingested {job.source.name} into {folder}")
     else:
@@ -564,8 +564,9 @@ def _open_existing(folder: Path, key: str, console) -> Dataset:
     return dataset
 
 
-def _publish(tmp: Path, folder: Path) -> None:
-    """Rename the finished build into place (replacing an invalid old one)."""
+def _publish(tmp: Path, folder: Path) -> bool:
+    """Rename the finished build into place (replacing an invalid old one);
+    False when a concurrent build of the same cache got there first."""
     if folder.exists():
         old = folder.with_name(f".{folder.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
         with contextlib.suppress(FileNotFoundError):
@@ -576,6 +577,8 @@ def _publish(tmp: Path, folder: Path) -> None:
     except OSError:
         if not (folder / MANIFEST).is_file():  # not a concurrent build that won the race
             raise
+        return False
+    return True
 
 
 # -- reporting -------------------------------------------------------------------
