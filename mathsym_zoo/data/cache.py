@@ -3,10 +3,12 @@
 ``load_dataset(job)`` returns the cached :class:`Dataset` for the job's source
 and offline preprocessing, building it first when needed:
 
-* records stream from the source in chunks; worker processes decode them,
-  apply the offline preprocessors and hash the pixels (sha1), and the parent
-  appends the pixels straight to ``images.npy``: memory stays bounded by a few
-  chunks in flight, whatever the dataset size;
+* worker processes decode the records, apply the offline preprocessors and
+  hash the pixels (sha1); when the source has a record table (zip, folder,
+  RAR) each worker reads its own slices of it, otherwise the parent reads the
+  records and sends their bytes in chunks. The parent appends the pixels
+  straight to ``images.npy`` in record order: memory stays bounded by a few
+  tasks in flight (~1 MiB of pixels each), whatever the dataset size;
 * arrays are plain ``.npy`` files (``allow_pickle=False`` everywhere) plus a
   JSON manifest with the report, the cache key and a sha1 per file;
 * everything is written into a temporary folder that is renamed into place
