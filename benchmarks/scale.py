@@ -11,7 +11,9 @@ detection finds only the duplicates the bench itself holds, once per copy. The
 group id (``group_pattern``, the source expression) includes the copy number.
 
 Per size, each stage runs in a fresh process while this one samples the resident
-memory of that process tree (sum of RSS, every 20 ms):
+memory of that process tree every 20 ms: the sum of RSS (pages a forked worker
+shares with its parent count once per process, so this over-counts) and the sum
+of PSS (shared pages split between the sharers):
 
 * ingest: ``load_dataset(rebuild=True)`` with 2 workers (the archive checksum is
   computed before the clock starts, as in ``benchmarks/ingest.py``);
@@ -23,6 +25,8 @@ memory of that process tree (sum of RSS, every 20 ms):
 Prints a table, then ``name: value`` lines, the headline figures last. Goals:
 time per ingested image at the largest size within 1.2x of that at the smallest,
 ingest peak RSS at 400k <= 1.5 GB, epoch images/s at the largest >= 0.9x the smallest.
+Wall-clock figures follow the machine's other load; the ingest's CPU time per image
+(all its processes) does not, and is printed beside them.
 """
 
 from __future__ import annotations
@@ -138,6 +142,14 @@ size = [45, 45]
     return path
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its ended (waited-for) children, e.g. ingest workers."""
+    import resource
+
+    return sum(r.ru_utime + r.ru_stime for r in map(resource.getrusage, (resource.RUSAGE_SELF,
+                                                                           resource.RUSAGE_CHILDREN)))
+
+
 def stage(name: str, registry: Path) -> dict:
     """Run one stage in this process; returns its figures."""
     from mathsym_zoo.data.cache import load_dataset
@@ -147,11 +159,11 @@ def stage(name: str, registry: Path) -> dict:
     job = resolve(path=registry)
     if name == "ingest":
         job.build_source().fingerprint()  # archive checksum: remembered, kept out of the timing
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), cpu_seconds()
         ds = load_dataset(job, progress=False, rebuild=True)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
         size = sum(f.stat().st_size for f in ds.path.iterdir() if f.is_file())
-        return {"seconds": seconds, "images": len(ds), "cache_mb": size / 2**20,
+        return {"seconds": seconds, "cpu": cpu, "images": len(ds), "cache_mb": size / 2**20,
                 "duplicates": ds.report["duplicates"]["images"]}
     ds = load_dataset(job, progress=False)
     if name == "split":
@@ -230,7 +242,7 @@ def measure_size(n: int, archive: Path, workdir: Path, workers: int, keep: bool)
     log = workdir / "stages.log"
     row: dict = {"size": n}
     ingest, (row["ingest_rss"], row["ingest_pss"]) = run_stage("ingest", registry, log)
-    row.update(images=ingest["images"], ingest_s=ingest["seconds"], cache_mb=ingest["cache_mb"],
+    row.update(images=ingest["images"], ingest_s=ingest["seconds"], ingest_cpu=ingest["cpu"], cache_mb=ingest["cache_mb"],
                duplicates=ingest["duplicates"])
     split, (row["split_rss"], row["split_pss"]) = run_stage("split", registry, log)
     row["split_s"] = split["seconds"]
@@ -246,17 +258,18 @@ def measure_size(n: int, archive: Path, workdir: Path, workers: int, keep: bool)
 
 def table(rows: list[dict]) -> None:
     mb = 2**20
-    print(f"{'images':>8} {'ingest s':>8} {'img/s':>6} {'s/img':>5} {'RSS MB':>6} {'PSS MB':>6} {'cache MB':>8} "
+    print(f"{'images':>8} {'ingest s':>8} {'img/s':>6} {'s/img':>5} {'CPU us/img':>10} {'RSS MB':>6} {'PSS MB':>6} {'cache MB':>8} "
           f"{'dups':>5} {'split s':>7} {'info s':>6} {'epoch img/s':>11} {'epoch PSS MB':>12}")
     first = rows[0]
     for r in rows:
         growth = (r["ingest_s"] / r["images"]) / (first["ingest_s"] / first["images"])
         print(f"{r['images']:>8,} {r['ingest_s']:>8.1f} {r['images'] / r['ingest_s']:>6,.0f} {growth:>5.2f} "
+              f"{r['ingest_cpu'] / r['images'] * 1e6:>10.0f} "
               f"{r['ingest_rss'] / mb:>6,.0f} {r['ingest_pss'] / mb:>6,.0f} {r['cache_mb']:>8,.0f} "
               f"{r['duplicates']:>5,} {r['split_s']:>7.1f} {r['info_s']:>6.1f} {r['epoch_rate']:>11,.0f} "
               f"{r['epoch_pss'] / mb:>12,.0f}")
-    print("(s/img: ingest seconds per image relative to the first size; RSS and PSS: peaks of the ingest's "
-          "process tree)")
+    print("(s/img: ingest wall seconds per image relative to the first size; CPU us/img: CPU time of the ingest's "
+          "processes per image; RSS, PSS: peak sums over the ingest's process tree)")
 
 
 def main() -> None:
@@ -286,9 +299,11 @@ def main() -> None:
     print(f"cache MB at {label}: {last['cache_mb']:.0f}")
     print(f"epoch images/s at {label}: {last['epoch_rate']:.0f}")
     print(f"epoch images/s ratio {first['images'] // 1000}k->{label}: {last['epoch_rate'] / first['epoch_rate']:.2f}")
+    cpu_growth = (last["ingest_cpu"] / last["images"]) / (first["ingest_cpu"] / first["images"])
+    print(f"ingest CPU time growth {first['images'] // 1000}k->{label}: {cpu_growth:.2f}")
+    print(f"peak PSS MB at {label}: {last['ingest_pss'] / mb:.0f}")
     print(f"ingest images/s at {label}: {last['images'] / last['ingest_s']:.0f}")
-    print(f"peak RSS (sum over processes) MB at {label}: {last['ingest_rss'] / mb:.0f}")
-    print(f"peak RSS MB at {label}: {last['ingest_pss'] / mb:.0f}")
+    print(f"peak RSS MB at {label}: {last['ingest_rss'] / mb:.0f}")  # summed over the ingest's processes
     growth = (last["ingest_s"] / last["images"]) / (first["ingest_s"] / first["images"])
     print(f"time growth {first['images'] // 1000}k->{label}: {growth:.2f}")
 
