@@ -7,6 +7,7 @@ import hashlib
 import multiprocessing as mp
 import zipfile
 
+import numpy as np
 import pytest
 
 from mathsym_zoo.data import archives
@@ -90,3 +91,33 @@ def test_compressed_rar_members_are_read_by_forked_workers_from_the_one_extracti
         with mp.get_context("fork").Pool(2) as pool:
             parts = pool.map(_read_slice, [(table, i, i + 1) for i in range(len(table))])
     assert all(hashlib.md5(data).hexdigest() == STEST_MD5 for part in parts for _, data, _ in part)
+
+
+def test_ingest_through_worker_read_tables_equals_the_parent_read_stream(tmp_path, monkeypatch):
+    from mathsym_zoo.data import cache
+    from mathsym_zoo.data.cache import load_dataset
+    from mathsym_zoo.registry import resolve
+    from test_cache import encode, glyph
+
+    members = {f"extracted_images/c{i % 3}/w{i % 4}_{i}.png": encode(glyph(i)) for i in range(60)}
+    members.update({"extracted_images/c0/broken.png": b"not a png", "notes.txt": b"x", "top.png": encode(glyph(0))})
+    monkeypatch.setattr(cache, "CHUNK", 7)  # many tasks, several in flight
+    loaded = {}
+    for fmt in ("zip", "tar", "folder"):
+        (tmp_path / fmt).mkdir()
+        path = write_archive(tmp_path / fmt, fmt, members)
+        raw = {"data": {"source": "s", "cache_dir": str(tmp_path / fmt / "cache"), "workers": 2},
+               "sources": {"s": {"type": "archive", "path": str(path), "group_pattern": r"/(w\d)_"}},
+               "preprocessing": [{"type": "grayscale"}, {"type": "resize_pad", "size": [8, 8]}]}
+        loaded[fmt] = load_dataset(resolve(raw=raw), progress=False)
+    zip_, tar = loaded["zip"], loaded["tar"]
+    assert zip_.report["workers"] == tar.report["workers"] == 2 and len(zip_) == 60
+    for ds in (tar, loaded["folder"]):
+        order = np.argsort(ds.paths)
+        ref = np.argsort(zip_.paths)
+        assert ds.paths[order].tolist() == zip_.paths[ref].tolist()
+        assert np.array_equal(ds.images[order], zip_.images[ref])
+        assert ds.hashes[order].tolist() == zip_.hashes[ref].tolist()
+        assert ds.groups[order].tolist() == zip_.groups[ref].tolist()
+        assert ds.report["skipped"] == zip_.report["skipped"]
+    assert zip_.report["skipped"] == {"corrupt or truncated image": 1, "not an image": 1, "no label": 1}
