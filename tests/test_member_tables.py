@@ -45,7 +45,7 @@ def test_zip_with_data_before_it_is_read_at_the_right_offsets(tmp_path):
     data = zip_of_methods(tmp_path / "m.zip")
     sfx = tmp_path / "sfx.zip"
     sfx.write_bytes(b"#!/bin/sh\nexit 0\n" * 50 + (tmp_path / "m.zip").read_bytes())
-    table = archives._zip_table(sfx, archives._read_all)  # (detect_format wants the zip magic first)
+    table = archives._zip_table(sfx, archives._read_all, 2**20)  # (detect_format wants the zip magic first)
     assert {m.name: m.data for m in map(table.read, range(len(table)))} == data
     table.close()
 
