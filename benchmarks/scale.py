@@ -184,13 +184,14 @@ def stage(name: str, registry: Path) -> dict:
         tensor = time.perf_counter() - start
         steps = steps_for(len(train), BATCH)
         batches = iter(pipe.train(train, batch_size=BATCH, seed=0, epochs=EPOCHS))
-        times = []
+        times, cpus = [], []
         for _ in range(EPOCHS):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), cpu_seconds()
             seen = sum(int(next(batches)[0].shape[0]) for _ in range(steps))
             times.append(time.perf_counter() - start)
+            cpus.append(cpu_seconds() - cpu)
         best = min(times[1:])  # the first epoch also starts the pipeline's threads; the fastest other one
-        return {"seconds": best, "images": seen, "rate": seen / best, "tensor_seconds": tensor}
+        return {"seconds": best, "images": seen, "rate": seen / best, "cpu": min(cpus[1:]), "tensor_seconds": tensor}
     raise SystemExit(f"unknown stage {name!r}")
 
 
@@ -251,7 +252,7 @@ def measure_size(n: int, archive: Path, workdir: Path, workers: int, keep: bool)
     info_cmd = [sys.executable, "-m", "mathsym_zoo", "info", "--registry", str(registry), "--no-progress"]
     row["info_s"], (row["info_rss"], row["info_pss"]), _ = measured(info_cmd, log)
     epoch, (row["epoch_rss"], row["epoch_pss"]) = run_stage("epoch", registry, log)
-    row.update(epoch_rate=epoch["rate"], tensor_s=epoch["tensor_seconds"])
+    row.update(epoch_rate=epoch["rate"], epoch_cpu=epoch["cpu"] / epoch["images"], tensor_s=epoch["tensor_seconds"])
     if not keep:
         shutil.rmtree(cache_dir, ignore_errors=True)
     print(json.dumps(row), flush=True)
@@ -261,7 +262,7 @@ def measure_size(n: int, archive: Path, workdir: Path, workers: int, keep: bool)
 def table(rows: list[dict]) -> None:
     mb = 2**20
     print(f"{'images':>8} {'ingest s':>8} {'img/s':>6} {'s/img':>5} {'CPU us/img':>10} {'RSS MB':>6} {'PSS MB':>6} {'cache MB':>8} "
-          f"{'dups':>5} {'split s':>7} {'info s':>6} {'epoch img/s':>11} {'epoch PSS MB':>12}")
+          f"{'dups':>5} {'split s':>7} {'info s':>6} {'epoch img/s':>11} {'CPU us/img':>10} {'epoch PSS MB':>12}")
     first = rows[0]
     for r in rows:
         growth = (r["ingest_s"] / r["images"]) / (first["ingest_s"] / first["images"])
@@ -269,9 +270,9 @@ def table(rows: list[dict]) -> None:
               f"{r['ingest_cpu'] / r['images'] * 1e6:>10.0f} "
               f"{r['ingest_rss'] / mb:>6,.0f} {r['ingest_pss'] / mb:>6,.0f} {r['cache_mb']:>8,.0f} "
               f"{r['duplicates']:>5,} {r['split_s']:>7.1f} {r['info_s']:>6.1f} {r['epoch_rate']:>11,.0f} "
-              f"{r['epoch_pss'] / mb:>12,.0f}")
+              f"{r['epoch_cpu'] * 1e6:>10.1f} {r['epoch_pss'] / mb:>12,.0f}")
     print("(s/img: ingest wall seconds per image relative to the first size; CPU us/img: CPU time of the ingest's "
-          "processes per image; RSS, PSS: peak sums over the ingest's process tree)")
+          "processes, then of the epoch, per image; RSS, PSS: peak sums over the ingest's process tree)")
 
 
 def main() -> None:
@@ -301,6 +302,8 @@ def main() -> None:
     print(f"cache MB at {label}: {last['cache_mb']:.0f}")
     print(f"epoch images/s at {label}: {last['epoch_rate']:.0f}")
     print(f"epoch images/s ratio {first['images'] // 1000}k->{label}: {last['epoch_rate'] / first['epoch_rate']:.2f}")
+    print(f"epoch CPU time per image ratio {first['images'] // 1000}k->{label}: "
+          f"{last['epoch_cpu'] / first['epoch_cpu']:.2f}")
     cpu_growth = (last["ingest_cpu"] / last["images"]) / (first["ingest_cpu"] / first["images"])
     print(f"ingest CPU time growth {first['images'] // 1000}k->{label}: {cpu_growth:.2f}")
     print(f"peak PSS MB at {label}: {last['ingest_pss'] / mb:.0f}")
