@@ -232,6 +232,7 @@ class _Ingest:
         self.modes: collections.Counter = collections.Counter()
         self.shape: tuple[int, ...] | None = None
         self.members = 0
+        self._names: dict[str, str] = {}
 
     def chunk_size(self) -> int:
         """Records per task: CHUNK, fewer for big images so that the tasks in
@@ -255,7 +256,7 @@ class _Ingest:
                 self.skipped.append((path, SKIP_SHAPE))
                 continue
             self.images.write(pixels)
-            self.labels.append(label)
+            self.labels.append(self._names.setdefault(label, label))  # one string per class, not per image
             self.paths.append(path)
             self.groups.append(group)
             self.hashes.append(digest)
@@ -429,13 +430,13 @@ def _write_cache(folder: Path, source, steps: list, workers: int, progress, meta
     class_names = sorted(set(ingest.labels))
     index = {name: i for i, name in enumerate(class_names)}
     labels = np.fromiter((index[x] for x in ingest.labels), dtype=np.int32, count=len(ingest.labels))
-    np.save(folder / "labels.npy", labels, allow_pickle=False)
-    np.save(folder / "paths.npy", np.array(ingest.paths, dtype=str), allow_pickle=False)
-    np.save(folder / "groups.npy", np.array(ingest.groups, dtype=str), allow_pickle=False)
-    np.save(folder / "hashes.npy", np.array(ingest.hashes, dtype=str), allow_pickle=False)
-    files = {name: {"size": (folder / name).stat().st_size, "sha1": _sha1_file(folder / name)} for name in ARRAY_FILES}
     report = _report(ingest, class_names, labels, seconds, used)
     report["notes"] = [str(line) for line in source.notes()] if hasattr(source, "notes") else []
+    np.save(folder / "labels.npy", labels, allow_pickle=False)
+    for name in ("paths", "groups", "hashes"):  # one at a time, each list freed once saved: the peak stays low
+        np.save(folder / f"{name}.npy", np.array(getattr(ingest, name), dtype=str), allow_pickle=False)
+        setattr(ingest, name, [])
+    files = {name: {"size": (folder / name).stat().st_size, "sha1": _sha1_file(folder / name)} for name in ARRAY_FILES}
     manifest = {**meta, "class_names": class_names, "count": len(labels), "files": files, "report": report,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     path = folder / MANIFEST
