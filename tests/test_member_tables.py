@@ -67,8 +67,11 @@ def test_damaged_or_lying_zip_entries_are_unreadable_not_inflated(tmp_path):
         # The directory now says the bomb inflates to 10 bytes: reading stops there.
         table.keys[table.names.index("a/bomb.png"), 3] = 10
         read = {m.name: m for m in map(table.read, range(len(table)))}
+        # A compressed size of 1 TiB is never allocated, let alone read.
+        table.keys[table.names.index("a/ok.png"), 2] = 2**40
+        lying = table.read(table.names.index("a/ok.png"))
     assert read["a/ok.png"].data == png(1)
-    assert read["a/crc.png"].skip == read["a/bomb.png"].skip == "unreadable archive member"
+    assert read["a/crc.png"].skip == read["a/bomb.png"].skip == lying.skip == "unreadable archive member"
     assert bomb_info.file_size == len(payload)
 
 

@@ -303,7 +303,7 @@ class MemberTable:
         zipfile each process would parse the whole directory again (~60 MB per
         100k members) and pay ~15 us per member for its file object. ``size`` is
         within ``max_bytes`` (the listing skipped larger members) and no more is
-        ever inflated."""
+        ever inflated, nor more than ``max_bytes`` read."""
         if method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):  # bzip2, lzma: rare, left to zipfile
             try:
                 with self._open("zipfile", lambda: _open_zip(self.root)).open(name) as fh:
@@ -312,6 +312,8 @@ class MemberTable:
                 raise
             except Exception:  # bad CRC, unsupported method, truncated data
                 return None
+        if csize > self.max_bytes + 2**16:  # deflate adds a few bytes per 16 KiB at worst: the entry lies
+            return None
         fd = self._open("fd", lambda: os.open(self.root, os.O_RDONLY))
         head = os.pread(fd, _LOCAL_HEADER.size, offset)
         if len(head) != _LOCAL_HEADER.size or _LOCAL_HEADER.unpack(head)[0] != b"PK\x03\x04":
