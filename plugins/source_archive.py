@@ -148,10 +148,15 @@ class ArchiveSource:
         return self._assigner.notes() if self._assigner is not None else []
 
     def record_table(self):
-        """Context manager: the records by position, so ingest workers read their own share."""
+        """Context manager: the records by position, so ingest workers read their own share;
+        None with a group_file, whose groups are assigned (and counted) over the whole stream."""
+        import contextlib
+
         from mathsym_zoo.data.archives import record_table
 
         self._exists()
+        if self.group_file is not None:
+            return contextlib.nullcontext()
         return record_table(self.path, label_pattern=self.label_pattern, group_pattern=self.group_pattern,
                             max_member_bytes=self.max_member_bytes)
 
