@@ -26,12 +26,17 @@ INGEST = textwrap.dedent('''
     from mathsym_zoo.data.cache import load_dataset
     from mathsym_zoo.registry import resolve
 
+    def peak_kib():
+        # VmHWM starts afresh at exec; ru_maxrss would carry pytest's own peak over the fork.
+        with open("/proc/self/status") as f:
+            return int(next(line for line in f if line.startswith("VmHWM")).split()[1])
+
     job = resolve(raw=json.loads(sys.argv[1]))
     job.build_source().fingerprint()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB, peak so far: imports done
+    before = peak_kib()  # KiB, peak so far: imports done
     ds = load_dataset(job, progress=False)
     print(json.dumps({"images": len(ds), "workers": ds.report["workers"], "before": before,
-                      "parent": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                      "parent": peak_kib(),
                       "worker": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
 ''')
 

@@ -203,14 +203,22 @@ def _epochs_done(run_dir: Path) -> int:
     return int(state["epochs_done"]) if state else 0
 
 
-def _kill_during(proc, run_dir: Path, epoch: int, rng: random.Random) -> None:
-    """SIGKILL ``proc`` at a random moment inside ``epoch`` (1-based)."""
+def _training(proc, run_dir: Path) -> bool:
+    """This process has opened the run (its pid is in the record) and is training."""
+    try:
+        return Run(run_dir).info.get("pid") == proc.pid
+    except Exception:  # not written yet, or mid-write
+        return False
+
+
+def _kill_during(proc, run_dir: Path, epoch: int, epoch_seconds: float, rng: random.Random) -> None:
+    """SIGKILL ``proc`` at a random moment inside ``epoch`` (1-based), once it trains."""
     deadline = time.monotonic() + 300
-    while _epochs_done(run_dir) < epoch - 1:
+    while not _training(proc, run_dir) or _epochs_done(run_dir) < epoch - 1:
         assert proc.poll() is None, proc.stdout.read().decode(errors="replace")[-3000:]
         assert time.monotonic() < deadline, "training too slow"
-        time.sleep(0.01)
-    time.sleep(rng.uniform(0.05, 0.9))  # an epoch here takes about 1-2 s
+        time.sleep(0.005)
+    time.sleep(rng.uniform(0.05, 0.8) * epoch_seconds)
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
 
@@ -231,11 +239,12 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted(tmp_path, mix
     run_dir = tmp_path / "killed"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     rng = random.Random(f"kill-{mixed}")
+    epoch_seconds = min(r["seconds"] for r in clean.history)
     for i, epoch in enumerate((2, 3, 4)):
         proc = subprocess.Popen([sys.executable, str(script), str(reg), str(run_dir), "new" if i == 0 else "resume"],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
-            _kill_during(proc, run_dir, epoch, rng)
+            _kill_during(proc, run_dir, epoch, epoch_seconds, rng)
         finally:
             if proc.poll() is None:
                 proc.kill()
