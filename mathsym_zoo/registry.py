@@ -71,11 +71,17 @@ class TrainConfig(_Strict):
     batch_size: int = Field(64, ge=1)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     learning_rate: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    lr_schedule: Literal["constant", "cosine", "plateau"] = "constant"
+    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay (not on biases or normalisation "
+                                "scales); 0 with adamw means Keras' default 0.004")
+    lr_schedule: Literal["constant", "cosine", "warmup-cosine", "plateau"] = "constant"
+    warmup_epochs: float = Field(1.0, ge=0, description="warmup-cosine: epochs of linear warm-up from 0")
     early_stopping_patience: int = Field(3, ge=0, description="0 disables early stopping")
-    class_weights: bool = Field(False, description="weight the loss by inverse class frequency")
+    class_weights: bool = Field(False, description="weight the loss by inverse class frequency (see class_weight_power)")
+    class_weight_power: float = Field(1.0, gt=0, le=1, description="class weight = count ** -power; 0.5 = square-root "
+                                      "inverse frequency, gentler on very rare classes")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    ema: float = Field(0.0, ge=0, lt=1, description="exponential moving average of the weights (momentum per step, "
+                       "e.g. 0.999); 0 = off. Validation, best.keras and last.keras use the averaged weights")
     deterministic: bool = Field(True, description="TensorFlow op determinism: the same seed gives the same run")
     seed: int = 0
     device: Literal["auto", "cpu", "gpu"] = "auto"
@@ -84,6 +90,16 @@ class TrainConfig(_Strict):
     xla: Literal["auto", "on", "off"] = Field("auto", description="auto = jit_compile on GPU only")
     runs_dir: str = "runs"
     comparisons_dir: str = "comparisons"
+
+    @model_validator(mode="after")
+    def _recipe(self):
+        if self.ema and self.ema < 0.9:
+            raise ValueError(f"ema is the averaging momentum per step: 0 (off) or in [0.9, 1), e.g. 0.999; "
+                             f"got {self.ema:g}")
+        if self.lr_schedule == "warmup-cosine" and self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs ({self.warmup_epochs:g}) must be less than epochs ({self.epochs}) "
+                             "with lr_schedule = 'warmup-cosine'")
+        return self
 
 
 class RegistryFile(_Strict):

@@ -28,6 +28,8 @@ from ..runs import Run, new_run_path
 from . import callbacks as cb
 from .guards import check_architecture, check_classes
 from .devices import DevicePlan, detect_devices, is_chief, make_strategy, plan_devices
+from .ema import EmaWeights
+from .recipe import build_optimizer, class_weights
 
 #: ``train --resume RUN --set KEY=VALUE`` may change only these: they cannot change epochs already trained.
 EXTENDABLE = ("train.epochs", "train.early_stopping_patience", "train.device", "data.workers", "data.cache_dir")
@@ -202,26 +204,6 @@ def _data(job: Job, dataset):
 # -- step 3: the model -----------------------------------------------------------------
 
 
-def _optimizer(cfg: TrainConfig, steps_per_epoch: int):
-    lr: Any = cfg.learning_rate
-    if cfg.lr_schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=max(1, cfg.epochs * steps_per_epoch))
-    if cfg.optimizer == "adam":
-        return keras.optimizers.Adam(lr, weight_decay=cfg.weight_decay or None)
-    if cfg.optimizer == "adamw":
-        return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay or 0.004)
-    return keras.optimizers.SGD(lr, momentum=0.9, weight_decay=cfg.weight_decay or None)
-
-
-def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
-    """Inverse class frequency, normalised so a balanced set gets weight 1."""
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    present = counts > 0
-    weights = np.zeros(num_classes)
-    weights[present] = counts[present].sum() / (present.sum() * counts[present])
-    return {i: float(w) for i, w in enumerate(weights)}
-
-
 def _batches(cfg: TrainConfig, strategy, split) -> tuple[int, bool]:
     """``(steps per epoch, drop remainder)``, checked before anything is written."""
     from ..data.pipeline import steps_for
@@ -250,7 +232,7 @@ def _build_model(s: _Setup, init_from: Run | None):
             loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
         else:
             loss = keras.losses.SparseCategoricalCrossentropy()
-        model.compile(optimizer=_optimizer(cfg, s.steps), loss=loss, metrics=["accuracy"],
+        model.compile(optimizer=build_optimizer(cfg, s.steps), loss=loss, metrics=["accuracy"],
                       jit_compile=s.plan.jit_compile)
         if s.state.get("checkpoint"):
             model.optimizer.build(model.trainable_variables)
@@ -282,8 +264,8 @@ def _callbacks(s: _Setup, extra: Sequence) -> tuple[list, cb.ResumableEarlyStopp
     n_train = len(s.split.indices["train"])
     images = s.steps * cfg.batch_size if s.drop_remainder else n_train
     stopper = cb.ResumableEarlyStopping(s.state, patience=cfg.early_stopping_patience)
-    out: list = [cb.EpochSeeds(cfg.seed), cb.NonFiniteLoss(s.state), cb.EpochRecorder(s.state, images_per_epoch=images),
-                 stopper]
+    out: list = [cb.EpochSeeds(cfg.seed), cb.NonFiniteLoss(s.state), *([EmaWeights()] if cfg.ema else []),
+                 cb.EpochRecorder(s.state, images_per_epoch=images), stopper]
     if cfg.lr_schedule == "plateau":
         out.append(cb.ResumablePlateau(s.state, monitor=cb.MONITOR, factor=0.5,
                                        patience=max(1, cfg.early_stopping_patience // 2)))
@@ -298,8 +280,8 @@ def _fit(s: _Setup, model, pipe, val_ds, callbacks: list, loop) -> None:
     train_ds = pipe.train(s.split.indices["train"], batch_size=cfg.batch_size, seed=cfg.seed, epochs=cfg.epochs,
                           initial_epoch=initial_epoch, drop_remainder=s.drop_remainder,
                           shard_data=s.plan.strategy == "multi-worker")
-    weights = class_weights(np.asarray(s.dataset.labels)[s.split.indices["train"]], s.dataset.num_classes) \
-        if cfg.class_weights else None
+    weights = class_weights(np.asarray(s.dataset.labels)[s.split.indices["train"]], s.dataset.num_classes,
+                            cfg.class_weight_power) if cfg.class_weights else None
     fit = loop.fit if loop is not None else (lambda ds, **kw: model.fit(ds, shuffle=False, verbose=0, **kw))
     fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
         steps_per_epoch=s.steps, class_weight=weights, callbacks=callbacks)

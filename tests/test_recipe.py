@@ -1,0 +1,140 @@
+"""The training recipe of [train]: warm-up + cosine schedule, decoupled weight decay that spares biases and
+normalisation, class weights, the EMA of weights (validated, saved, resumed exactly)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mathsym_zoo.data.dataset import Dataset
+from mathsym_zoo.errors import ConfigError
+from mathsym_zoo.registry import TrainConfig, resolve
+from mathsym_zoo.runs import Run
+from mathsym_zoo.training.recipe import build_optimizer, class_weights, learning_rate
+
+PLUGIN = Path(__file__).resolve().parent / "tiny_arch_plugin.py"
+
+
+def bright_dataset(path, n=192, size=12, classes=4) -> Dataset:
+    """Learnable generated images: brightness encodes the class."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(n) % classes
+    images = (rng.random((n, size, size)) * 40 + labels[:, None, None] * 50).astype(np.uint8)
+    return Dataset.from_arrays(images, labels, [f"s{c}" for c in range(classes)], path=path, key=f"bright-{n}",
+                               source={"name": "bright"}, preprocessing=[])
+
+
+def job_for(root: Path, *overrides: str, **train):
+    settings = {"epochs": 3, "batch_size": 16, "runs_dir": str(root / "runs"), "early_stopping_patience": 0,
+                "learning_rate": 0.01, **train}
+    lines = [f'plugin_paths = ["{PLUGIN}"]', "[data]", 'source = "demo"', f'cache_dir = "{root / "cache"}"',
+             "[models.tiny]", 'type = "tiny-test"', "width = 4", "[train]"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "registry.toml").write_text("\n".join(lines) + "\n")
+    return resolve(root / "registry.toml", overrides=overrides)
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"ema": 0.5}, "ema is the averaging momentum per step: 0 (off) or in [0.9, 1)"),
+    ({"ema": 1.0}, "less than 1"),
+    ({"lr_schedule": "warmup-cosine", "warmup_epochs": 3, "epochs": 3}, "warmup_epochs (3) must be less than epochs"),
+    ({"class_weight_power": 0}, "greater than 0"),
+    ({"lr_schedule": "warmup"}, "'warmup-cosine'"),
+])
+def test_recipe_settings_are_validated(tmp_path, settings, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        job_for(tmp_path, **settings)
+
+
+def test_warmup_then_cosine():
+    cfg = TrainConfig(epochs=10, learning_rate=0.002, lr_schedule="warmup-cosine", warmup_epochs=2)
+    schedule = learning_rate(cfg, steps_per_epoch=50)
+    lr = [float(schedule(step)) for step in (0, 50, 100, 300, 500)]
+    assert lr[0] == 0.0 and lr[1] == pytest.approx(0.001) and lr[2] == pytest.approx(0.002)
+    assert lr[2] > lr[3] > lr[4] and lr[4] == pytest.approx(0.0, abs=1e-9)
+    assert learning_rate(TrainConfig(), 50) == 1e-3  # constant stays a float
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_weight_decay_spares_biases_and_normalisation(optimizer):
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization()])
+    cfg = TrainConfig(optimizer=optimizer, weight_decay=0.1, learning_rate=0.5)
+    opt = build_optimizer(cfg, steps_per_epoch=1)
+    for v in model.trainable_variables:
+        v.assign(np.ones(v.shape, "float32"))
+    opt.apply([np.zeros(v.shape, "float32") for v in model.trainable_variables], model.trainable_variables)
+    values = {v.path.split("/")[-1]: keras.ops.convert_to_numpy(v) for v in model.trainable_variables}
+    assert np.all(values["kernel"] < 1)  # decayed (zero gradients: decay is the only update)
+    for name in ("bias", "gamma", "beta"):
+        assert np.all(values[name] == 1), name
+
+
+def test_class_weights_inverse_and_square_root():
+    labels = np.array([0] * 90 + [1] * 9 + [2] * 1)
+    inverse, root = class_weights(labels, 4), class_weights(labels, 4, power=0.5)
+    for w in (inverse, root):
+        assert sum(w[c] * n for c, n in enumerate((90, 9, 1, 0))) == pytest.approx(100)  # mean weight 1 per image
+        assert w[3] == 0 and w[0] < w[1] < w[2]
+    assert inverse[2] / inverse[0] == pytest.approx(90) and root[2] / root[0] == pytest.approx(90 ** 0.5)
+
+
+# -- EMA of weights -------------------------------------------------------------------------------
+
+
+def _val_loss(model_path: Path, ds, indices) -> float:
+    import keras
+
+    from mathsym_zoo.runs import load_keras_model
+
+    model = load_keras_model(model_path)
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy())
+    return float(model.evaluate(np.asarray(ds.images)[indices].astype("float32"), ds.labels[indices],
+                                batch_size=16, verbose=0))
+
+
+def test_ema_weights_are_validated_and_saved(tmp_path):
+    """best.keras / last.keras hold the averaged weights, and val_loss in history.csv is theirs."""
+    import keras
+
+    from mathsym_zoo.training import train_model
+
+    ds = bright_dataset(tmp_path / "data")
+    result = train_model(job_for(tmp_path, epochs=2, ema=0.9), "tiny", dataset=ds)
+    run = Run.open(result.run_dir)
+    val = result.run.training_data(dataset=ds)[1].indices["val"]
+    last_row = run.history()[-1]
+    assert _val_loss(run.last_path, ds, val) == pytest.approx(last_row["val_loss"], rel=1e-4)
+    # The saved optimizer's EMA slots hold the raw weights, which differ from the averages.
+    saved = keras.saving.load_model(run.last_path, safe_mode=True)
+    from mathsym_zoo.training.ema import ema_slots
+
+    pairs = ema_slots(saved.optimizer)
+    assert pairs and any(not np.allclose(keras.ops.convert_to_numpy(v), keras.ops.convert_to_numpy(a))
+                         for v, a in pairs)
+    # The model in memory is the saved one (fit's finalize step did not put the raw weights back).
+    for mine, theirs in zip(result.model.get_weights(), saved.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_ema_run_extended_equals_a_longer_run(tmp_path):
+    """Resuming swaps the raw weights back in: 1 epoch + 2 more == 3 epochs, to the last digit."""
+    from mathsym_zoo.training import resume_run, train_model
+
+    ds = bright_dataset(tmp_path / "data")
+    long = train_model(job_for(tmp_path / "a", epochs=3, ema=0.9), "tiny", dataset=ds)
+    short = train_model(job_for(tmp_path / "b", epochs=1, ema=0.9), "tiny", dataset=ds)
+    resume_run(short.run_dir, job=job_for(tmp_path / "b", epochs=3, ema=0.9), dataset=ds)
+    a, b = long.run.history(), Run(short.run_dir).history()
+    assert [r["epoch"] for r in b] == [1, 2, 3]
+    for ra, rb in zip(a, b):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert rb[key] == pytest.approx(ra[key], rel=1e-6), (ra["epoch"], key)
