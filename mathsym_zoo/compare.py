@@ -6,8 +6,12 @@ in its own run folder of one comparison folder::
     <comparisons_dir>/<source>-<YYYYmmdd-HHMMSS>/
       comparison.json     what is compared: source identity, dataset key, split hash, models, job
       runs/<model>/       a run folder (mathsym_zoo.runs), its test evaluation inside it
-      results.json        leaderboard rows, best model, McNemar tests, hardware
+                          (--seeds N: runs/<model>/seed-<k>/, train.seed + k)
+      results.json        leaderboard rows, best model, McNemar tests, hardware (several seeds: spread
+                          rows, see mathsym_zoo.seeds, and every seed's rows in seed_rows)
       results.csv         one row per model, every leaderboard column + split hash + source identity
+                          (several seeds: mean, sd, min, max of each score)
+      results-seeds.csv   several seeds only: one row per model and seed
       report.html         the self-contained report
 
 Because all models see the same test images, each is compared with the best by
@@ -34,6 +38,7 @@ from .fileio import atomic_write_json, atomic_write_text, read_json
 from .machine import hardware
 from .model_card import write_model_card
 from .runs import Run
+from .seeds import SPREAD_CSV_COLUMNS, seed_run_dir, seeded, spread_rows
 
 FORMAT = 1
 MANIFEST = "comparison.json"
@@ -62,6 +67,8 @@ class ComparisonResult:
     wall_time_s: float
     manifest: dict[str, Any] = dataclasses.field(default_factory=dict)
     dataset: Any = dataclasses.field(default=None, repr=False)
+    seeds: int = 1  # several: ``rows`` are spreads over seeds (mathsym_zoo.seeds), ``evaluations`` seed 0's
+    seed_rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # every seed's leaderboard rows
 
     @property
     def report_path(self) -> Path:
@@ -74,6 +81,11 @@ class ComparisonResult:
     @property
     def results_csv(self) -> Path:
         return self.path / "results.csv"
+
+    @property
+    def seeds_csv(self) -> Path:
+        """One row per model and seed (multi-seed comparisons only)."""
+        return self.path / "results-seeds.csv"
 
 
 # -- comparison folders --------------------------------------------------------
@@ -114,9 +126,10 @@ def _comparison_dir(job, out_dir, resume) -> tuple[Path, bool]:
     return folder, False
 
 
-def _manifest(job, dataset, split, names: Sequence[str]) -> dict[str, Any]:
+def _manifest(job, dataset, split, names: Sequence[str], seeds: int) -> dict[str, Any]:
     return {
         "format": FORMAT,
+        "seeds": seeds,
         "created": datetime.now().isoformat(timespec="seconds"),
         "source_entry": job.source.to_dict(),
         "source": dict(dataset.source or {}),
@@ -136,6 +149,9 @@ def _check_resumable(old: dict[str, Any], new: dict[str, Any], folder: Path) -> 
             raise DataError(f"{folder}: cannot resume: the {what} changed ({key} {str(old.get(key))[:12]} -> "
                             f"{str(new.get(key))[:12]}), so the models would not be compared on the same images; "
                             "start a new comparison")
+    if old.get("seeds", 1) != new["seeds"]:
+        raise ConfigError(f"{folder}: cannot resume with --seeds {new['seeds']}: the comparison was started with "
+                          f"{old.get('seeds', 1)}; resume without --seeds, or start a new comparison")
     keep = {"runs_dir", "comparisons_dir", "device", "strategy"}  # where and on what, not how
     diff = sorted(k for k in set(old.get("train", {})) | set(new["train"])
                   if k not in keep and old.get("train", {}).get(k) != new["train"].get(k))
@@ -217,18 +233,19 @@ def leaderboard(evaluations: dict[str, Evaluation], train_info: dict[str, dict[s
     return rows
 
 
-def _csv_text(rows: Sequence[dict[str, Any]]) -> str:
+def _csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str] = CSV_COLUMNS) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), extrasaction="ignore", lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_COLUMNS})
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
     return buf.getvalue()
 
 
 def write_results(folder: Path, manifest: dict[str, Any], rows: list[dict[str, Any]], *, status: str,
-                  wall_time_s: float | None = None) -> None:
-    """``results.json`` and ``results.csv``, atomically."""
+                  wall_time_s: float | None = None, seed_rows: list[dict[str, Any]] | None = None) -> None:
+    """``results.json`` and ``results.csv``, atomically; with ``seed_rows`` (several seeds) ``rows`` are
+    spreads, and ``results-seeds.csv`` holds one row per model and seed."""
     src = manifest.get("source") or {}
     # The source's describe() fields in one cell; the fingerprint has its own column.
     details = ", ".join(f"{k}={v}" for k, v in src.items() if k != "fingerprint" and not isinstance(v, (dict, list)))
@@ -236,6 +253,7 @@ def write_results(folder: Path, manifest: dict[str, Any], rows: list[dict[str, A
     common = {"split_hash": manifest["split_hash"], "dataset_key": manifest["dataset_key"], "source": source_text,
               "source_type": manifest["source_entry"]["type"], "source_fingerprint": src.get("fingerprint")}
     rows = [{**r, **common} for r in rows]
+    seed_rows = [{**r, **common} for r in seed_rows or []]
     best = next((r["model"] for r in rows if r.get("is_best")), None)
     from .report import verdict
 
@@ -249,9 +267,12 @@ def write_results(folder: Path, manifest: dict[str, Any], rows: list[dict[str, A
                          f"when b + c < {M.MCNEMAR_EXACT_BELOW}, else chi-square with continuity correction; "
                          f"significant when p < {ALPHA:g}"),
         "ci": "Wilson score interval, 95%", "train": manifest.get("train"), "hardware": hardware(),
-        "wall_time_s": wall_time_s, "rows": rows,
+        "wall_time_s": wall_time_s, "seeds": manifest.get("seeds", 1), "rows": rows,
+        **({"seed_rows": seed_rows} if seed_rows else {}),
     })
-    atomic_write_text(folder / "results.csv", _csv_text(rows))
+    atomic_write_text(folder / "results.csv", _csv_text(rows, SPREAD_CSV_COLUMNS if seed_rows else CSV_COLUMNS))
+    if seed_rows:
+        atomic_write_text(folder / "results-seeds.csv", _csv_text(seed_rows, ("seed",) + CSV_COLUMNS))
 
 
 # -- the comparison ------------------------------------------------------------
@@ -259,8 +280,13 @@ def write_results(folder: Path, manifest: dict[str, Any], rows: list[dict[str, A
 
 def compare(job, model_names: Sequence[str] | None = None, *, out_dir: str | Path | None = None,
             resume: bool | str | Path = False, dataset=None, log: Callable[[str], None] | None = None,
-            callbacks: Callable[[], list] | None = None, latency_repeats: int = 50) -> ComparisonResult:
+            callbacks: Callable[[], list] | None = None, latency_repeats: int = 50,
+            seeds: int | None = None) -> ComparisonResult:
     """Train and evaluate ``model_names`` (default: every model of the job) on one split.
+
+    ``seeds``: train each model that many times (``train.seed`` + 0, 1, ...) on the
+    same split and report the spread of every score (:mod:`mathsym_zoo.seeds`);
+    default 1, or what the resumed comparison was started with.
 
     ``resume``: True continues ``out_dir`` (or the newest comparison of this
     source), a path continues that folder. Finished models are not trained
@@ -276,6 +302,7 @@ def compare(job, model_names: Sequence[str] | None = None, *, out_dir: str | Pat
     folder, resuming = _comparison_dir(job, out_dir, resume)
     old = read_json(folder / MANIFEST) if resuming else None
     names = _model_names(job, model_names, old)
+    seeds = _seed_count(seeds, old)
     job = job.with_models(names)  # unknown names fail here, with the registered ones listed
     if dataset is None:
         from .data.cache import load_dataset
@@ -285,7 +312,7 @@ def compare(job, model_names: Sequence[str] | None = None, *, out_dir: str | Pat
     if len(split.indices["test"]) == 0:
         raise DataError(f"the split of {job.source.name!r} has no test images (split.test = {job.split.test:g}); "
                         "set e.g. --set split.test=0.1")
-    manifest = _manifest(job, dataset, split, names)
+    manifest = _manifest(job, dataset, split, names, seeds)
     if old is not None:
         _check_resumable(old, manifest, folder)
         manifest["created"] = old.get("created", manifest["created"])
@@ -293,28 +320,46 @@ def compare(job, model_names: Sequence[str] | None = None, *, out_dir: str | Pat
     atomic_write_json(folder / MANIFEST, manifest)
     say(f"comparison folder: {folder}")
 
-    evaluations: dict[str, Evaluation] = {}
-    train_info: dict[str, dict[str, Any]] = {}
-    extra: dict[str, dict[str, Any]] = {}
+    per_seed: list[dict[str, Evaluation]] = [{} for _ in range(seeds)]  # seed k -> model -> test evaluation
+    train_info: list[dict[str, dict[str, Any]]] = [{} for _ in range(seeds)]
+    extra: list[dict[str, dict[str, Any]]] = [{} for _ in range(seeds)]
     skipped: list[str] = []
     test = np.asarray(split.indices["test"], dtype=np.int64)
     for i, name in enumerate(names, 1):
-        run_dir = folder / "runs" / name
-        step = f"[{i}/{len(names)}] {name}"
-        extra[name] = {"architecture": job.model(name).type, "run_dir": str(run_dir)}
-        trained = _train_one(job, name, run_dir, dataset, say, step, callbacks)
-        if not trained:
-            skipped.append(name)
-        evaluations[name] = _test_evaluation(Run(run_dir), job, dataset, test, split.hash, say, step,
-                                             latency_repeats)
-        train_info[name] = _train_info(Run(run_dir))
-        write_results(folder, manifest, leaderboard(evaluations, train_info, extra), status="running")
+        for k in range(seeds):
+            run_dir = seed_run_dir(folder, name, k, seeds)
+            step = f"[{i}/{len(names)}] {name}" + (f" seed {k + 1}/{seeds}" if seeds > 1 else "")
+            extra[k][name] = {"architecture": job.model(name).type, "run_dir": str(run_dir)}
+            if not _train_one(seeded(job, k), name, run_dir, dataset, say, step, callbacks):
+                skipped.append(name if seeds == 1 else f"{name} (seed {job.train.seed + k})")
+            per_seed[k][name] = _test_evaluation(Run(run_dir), job, dataset, test, split.hash, say, step,
+                                                 latency_repeats)
+            train_info[k][name] = _train_info(Run(run_dir))
+            rows, seed_rows = _rows(job, per_seed, train_info, extra)
+            write_results(folder, manifest, rows, status="running", seed_rows=seed_rows)
 
-    rows = leaderboard(evaluations, train_info, extra)
     wall = time.perf_counter() - started
-    write_results(folder, manifest, rows, status="finished", wall_time_s=wall)
-    return ComparisonResult(folder, rows, evaluations, rows[0]["model"] if rows else None, skipped, wall, manifest,
-                            dataset)
+    write_results(folder, manifest, rows, status="finished", wall_time_s=wall, seed_rows=seed_rows)
+    return ComparisonResult(folder, rows, per_seed[0], rows[0]["model"] if rows else None, skipped, wall, manifest,
+                            dataset, seeds, seed_rows or [])
+
+
+def _seed_count(seeds: int | None, old: dict[str, Any] | None) -> int:
+    if seeds is None:
+        return int(old.get("seeds", 1)) if old else 1
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"--seeds {seeds!r}: expected a whole number >= 1 (models trained per architecture)")
+    return seeds
+
+
+def _rows(job, per_seed, train_info, extra) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """``(leaderboard rows, None)`` for one seed; ``(spread rows, every seed's rows)`` for several."""
+    if len(per_seed) == 1:
+        return leaderboard(per_seed[0], train_info[0], extra[0]), None
+    boards = [leaderboard(evals, info, ext) for evals, info, ext in zip(per_seed, train_info, extra) if evals]
+    by_model = {name: [evals[name] for evals in per_seed if name in evals] for name in per_seed[0]}
+    seed_rows = [{**r, "seed": job.train.seed + k} for k, rows in enumerate(boards) for r in rows]
+    return spread_rows(boards, by_model, alpha=ALPHA), seed_rows
 
 
 def _model_names(job, model_names, old) -> list[str]:

@@ -172,6 +172,57 @@ def _cell(row: dict[str, Any], key: str, kind: str, clear: bool = True) -> str:
     return fmt(row.get(key), kind)
 
 
+# -- multi-seed spread (compare --seeds N) -----------------------------------------
+
+#: Columns of a multi-seed comparison (rows from :func:`mathsym_zoo.seeds.spread_rows`).
+SPREAD_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("rank", "#", "int"), ("model", "model", "str"), ("seeds", "seeds", "int"),
+    ("top1", "top-1", "pct"), ("vs_best_seeds", "vs #1 (McNemar per seed)", "str"),
+    ("macro_f1", "macro-F1", "pct"), ("balanced_accuracy", "bal. acc", "pct"), ("top5", "top-5", "pct"),
+    ("train_time_s", "train time", "dur"),
+)
+SPREAD_CAPTION = ("Scores in %, mean ± sd (min-max) over seeds, each seed on the same test images; vs #1: in how "
+                  f"many seeds McNemar's paired test finds the model worse than the leader (highest mean top-1) "
+                  f"at {ALPHA:g}.")
+
+
+def is_spread(rows: Sequence[dict[str, Any]]) -> bool:
+    """Rows of a multi-seed comparison (they carry a standard deviation per score)."""
+    return bool(rows) and "top1_sd" in rows[0]
+
+
+def spread_cell(row: dict[str, Any], key: str, kind: str) -> str:
+    """``mean ± sd (min-max)`` for a score, ``mean ± sd`` for a cost, the value itself otherwise."""
+    if kind not in ("pct", "dur") or _missing(row.get(key)):
+        return fmt(row.get(key), kind)
+    sd = "" if _missing(row.get(f"{key}_sd")) else f" ± {fmt(row[f'{key}_sd'], kind)}"
+    if kind == "dur":
+        return fmt(row[key], kind) + sd
+    return f"{fmt(row[key], kind)}{sd} ({fmt(row.get(f'{key}_min'), kind)}-{fmt(row.get(f'{key}_max'), kind)})"
+
+
+def spread_table(rows: Sequence[dict[str, Any]], title: str = "spread over seeds"):
+    """A multi-seed comparison as a rich table (the terminal's leaderboard)."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title, caption=SPREAD_CAPTION, caption_justify="left", box=box.SIMPLE_HEAVY)
+    for _, header, kind in SPREAD_COLUMNS:
+        table.add_column(header, justify="left" if kind == "str" else "right")
+    for r in rows:
+        table.add_row(*[spread_cell(r, k, kind) for k, _, kind in SPREAD_COLUMNS],
+                      style="bold green" if r.get("is_best") else None)
+    return table
+
+
+def _spread_leaderboard(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The report template's leaderboard (``{columns, rows}``) for spread rows."""
+    return {"columns": [{"header": h, "left": kind == "str"} for _, h, kind in SPREAD_COLUMNS],
+            "rows": [{"best": bool(r.get("is_best")),
+                      "cells": [{"text": spread_cell(r, k, kind), "left": kind == "str"} for k, _, kind in SPREAD_COLUMNS]}
+                     for r in rows]}
+
+
 # -- the rich leaderboard ------------------------------------------------------
 
 #: Columns of the two-table (narrow terminal) layout: scores, then calibration and cost.
@@ -333,7 +384,8 @@ def render_html(*, title: str, meta: Sequence[tuple[str, str]], rows: Sequence[d
     context = {
         "title": title, "meta": list(meta), "notes": list(notes), "verdict": v, "alpha": f"{ALPHA:g}",
         "n": evaluations[0].metrics["n"] if evaluations else "?", "side_text": _side_words(side),
-        "several": len(rows) > 1, "leaderboard": _leaderboard(rows, v.clear), "models": models,
+        "several": len(rows) > 1, "models": models,
+        "leaderboard": _spread_leaderboard(rows) if is_spread(rows) else _leaderboard(rows, v.clear),
         "figures": {"accuracy": F.accuracy_ci_png(rows, side, v.chance),
                     "curves": F.learning_curves_png(histories),
                     "reliability": F.reliability_overview_png(curves) if len(curves) > 1 else None},
@@ -402,6 +454,9 @@ def write_comparison_report(result) -> Path:
     meta.append(("hardware", f"{hw.get('cpu')}, {hw.get('affinity_cpus', hw.get('cpu_count'))} CPUs; {hw.get('platform')}"))
     evaluations = [result.evaluations[r["model"]] for r in rows if r["model"] in result.evaluations]
     notes = sorted({n for e in evaluations for n in e.notes})
+    if getattr(result, "seeds", 1) > 1:
+        notes.insert(0, f"Each model trained with {result.seeds} seeds (train.seed {train.get('seed', 0)} and up) on the "
+                        f"same split. {SPREAD_CAPTION} Curves and model tabs show seed {train.get('seed', 0)}.")
     text = render_html(title=f"mathsym-zoo comparison: {manifest['source_entry']['name']}", meta=meta, rows=rows,
                        histories=histories, evaluations=evaluations, dataset=result.dataset, notes=notes)
     path = folder / REPORT_FILE

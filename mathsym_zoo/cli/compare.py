@@ -47,6 +47,10 @@ ResumeOpt = Annotated[Optional[str], typer.Option(
     "--resume", metavar="[DIR]", show_default=False,
     help="Continue a comparison: finished models are skipped, an interrupted one resumes. Alone: the --out folder, "
          "else the newest comparison of the source; with a folder: that one.")]
+SeedsOpt = Annotated[Optional[int], typer.Option(
+    "--seeds", min=1, show_default=False,
+    help="Train each model with N seeds (train.seed + 0..N-1) on the same split; report mean ± sd and min-max of "
+         "every score and McNemar per seed (default 1; a resumed comparison keeps its own).")]
 OutOpt = Annotated[Optional[Path], typer.Option(
     "--out", "-o", help="Comparison folder (default: <comparisons_dir>/<source>-<time>/).", show_default=False)]
 
@@ -61,6 +65,7 @@ def compare(
     strict: StrictOpt = False,
     resume: ResumeOpt = None,
     out: OutOpt = None,
+    seeds: SeedsOpt = None,
     progress: ProgressOpt = True,
 ):
     """Train models on the same cache and split, evaluate each on test, print a leaderboard and write a report."""
@@ -68,7 +73,7 @@ def compare(
 
     from ..compare import compare as run_compare
     from ..data.cache import load_dataset
-    from ..report import leaderboard_table, write_comparison_report
+    from ..report import leaderboard_table, spread_table, write_comparison_report
     from .progress import training_display
 
     started = time.perf_counter()
@@ -84,14 +89,19 @@ def compare(
     result = run_compare(job, models or None, out_dir=out, resume=resume_arg, dataset=dataset,
                          log=lambda line: console.print(escape(line), highlight=False, soft_wrap=True),
                          callbacks=lambda: training_display(console, live=live, batch_size=job.train.batch_size,
-                                                            epochs=job.train.epochs))
+                                                            epochs=job.train.epochs), seeds=seeds)
     write_comparison_report(result)
     n = result.rows[0]["n_test"] if result.rows else 0
-    console.print(leaderboard_table(result.rows, title=f"{job.source.name}: {len(result.rows)} models on the same "
-                                                       f"{n} test images", width=console.width))
+    title = f"{job.source.name}: {len(result.rows)} models on the same {n} test images"
+    if result.seeds > 1:
+        console.print(spread_table(result.rows, title=f"{title}, {result.seeds} seeds each"))
+    else:
+        console.print(leaderboard_table(result.rows, title=title, width=console.width))
     if result.skipped:
         console.print(f"finished earlier, not trained again: {', '.join(result.skipped)}", highlight=False)
     wall = time.perf_counter() - started
+    if result.seeds > 1:
+        console.print(f"per seed {result.seeds_csv}", highlight=False, soft_wrap=True)
     console.print(f"report   {result.report_path}\nresults  {result.results_json}\n         {result.results_csv}\n"
                   f"time     {wall:.0f}s", highlight=False, soft_wrap=True)
 
