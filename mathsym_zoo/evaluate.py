@@ -176,8 +176,10 @@ def map_labels(dataset_classes: Sequence[str], model_classes: Sequence[str], lab
 
 
 def evaluate_model(loaded: LoadedModel, dataset, indices: np.ndarray, *, side: str = "test",
-                   batch_size: int = 256, latency_repeats: int = 50, name: str | None = None) -> Evaluation:
-    """Score ``loaded`` on ``dataset`` rows ``indices`` and time its inference."""
+                   batch_size: int = 256, latency_repeats: int = 50, name: str | None = None,
+                   tta: int = 1) -> Evaluation:
+    """Score ``loaded`` on ``dataset`` rows ``indices`` and time its inference; ``tta`` > 1 averages
+    over that many test-time variants of each image (:mod:`mathsym_zoo.tta`)."""
     notes: list[str] = []
     class_names = loaded.class_names
     if class_names is None:
@@ -207,13 +209,16 @@ def evaluate_model(loaded: LoadedModel, dataset, indices: np.ndarray, *, side: s
     order = np.argsort(indices, kind="stable")
     from .inference import CompiledModel
 
-    compiled = CompiledModel(loaded.model)
+    compiled = CompiledModel(loaded.model, tta=tta)
     probs_sorted, images_per_s = compiled.predict(dataset.images, indices[order], batch_size)
     probs = np.empty_like(probs_sorted)
     probs[order] = probs_sorted
     sample = np.asarray(dataset.images[np.sort(indices[:64])]) if len(indices) else np.zeros((0, *dataset.input_shape), np.uint8)
     timing = {"batch_images_per_s": images_per_s, **compiled.latency(sample, repeats=latency_repeats)}
     scores = M.summarize(y_true, probs, class_names)
+    if tta > 1:  # scores and timings are of the averaged prediction
+        scores["tta"] = tta
+        notes.append(f"test-time augmentation: probabilities averaged over {tta} variants of each image")
     return Evaluation(name or loaded.name, side, tuple(class_names), indices, y_true, probs, missing, scores,
                       timing, dict(getattr(dataset, "source", {}) or {}), notes, model_stats(loaded.model))
 
@@ -242,7 +247,7 @@ def _rows(run: Run, job, dataset, side: str, own: bool, notes: list[str]) -> tup
 
 
 def evaluate(run_path: str | Path | Run, *, job=None, side: str = "test", out_dir: str | Path | None = None,
-             progress: bool = False) -> tuple[Evaluation, Path]:
+             progress: bool = False, tta: int = 1) -> tuple[Evaluation, Path]:
     """Evaluate a run (folder or ``.keras`` file) and save ``evaluation.json`` and ``predictions.npz``.
 
     ``job=None``: the run's own recorded source and split (the split hash is
@@ -260,14 +265,14 @@ def evaluate(run_path: str | Path | Run, *, job=None, side: str = "test", out_di
     dataset = load_dataset(job, progress=progress)
     notes: list[str] = []
     indices, split_hash, same = _rows(run, job, dataset, side, own, notes)
-    evaluation = evaluate_model(loaded, dataset, indices, side=side)
+    evaluation = evaluate_model(loaded, dataset, indices, side=side, tta=tta)
     evaluation.notes = notes + evaluation.notes
     evaluation.split_hash, evaluation.training_source, evaluation.dataset = split_hash, same, dataset
     if json.dumps(run.preprocessing, sort_keys=True) != json.dumps(list(dataset.preprocessing or []), sort_keys=True,
                                                                      default=str) and run.preprocessing:
         evaluation.notes.append("the offline preprocessing differs from the model's run record; the images may not "
                                 "look like those it was trained on")
-    out = Path(out_dir) if out_dir is not None else run.evaluation_dir(job.source.name, side)
+    out = Path(out_dir) if out_dir is not None else run.evaluation_dir(job.source.name, side, tta=tta)
     evaluation.save(out)
     return evaluation, out
 

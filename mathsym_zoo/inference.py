@@ -16,13 +16,19 @@ import numpy as np
 class CompiledModel:
     """Two traced functions over one Keras model: batches ``[None, H, W, C]`` and single images ``[1, H, W, C]``."""
 
-    def __init__(self, model) -> None:
+    def __init__(self, model, *, tta: int = 1) -> None:
+        """``tta`` > 1 averages the probabilities over that many test-time variants (:mod:`mathsym_zoo.tta`)."""
         import tensorflow as tf
 
+        from .tta import check_tta, tta_probabilities
+
         self.model = model
+        self.tta = check_tta(tta)
         self.input_shape = tuple(int(d) for d in model.input_shape[1:])
 
         def call(x):  # a def, not a lambda: AutoGraph cannot parse lambdas and warns
+            if self.tta > 1:
+                return tta_probabilities(model, tf.cast(x, tf.float32), self.tta)
             return tf.cast(model(tf.cast(x, tf.float32), training=False), tf.float32)
 
         spec = lambda n: [tf.TensorSpec((n, *self.input_shape), tf.uint8, name="image")]  # noqa: E731

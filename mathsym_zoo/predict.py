@@ -442,13 +442,17 @@ def _metadata(meta: dict[str, Any], meta_path: Path) -> tuple[list[str], list[di
     return [str(n) for n in names], list(pre), shape
 
 
-def load_classifier(path: str | os.PathLike, *, plugins=None, warm_batch: int = 64) -> Classifier:
+def load_classifier(path: str | os.PathLike, *, plugins=None, warm_batch: int = 64, tta: int = 1) -> Classifier:
     """Load a run folder, a ``.keras`` file with its sidecar, or an export folder.
 
     The Keras model is loaded with ``safe_mode=True``; its call is compiled and
-    warmed up for batches of 1 and ``warm_batch``.
+    warmed up for batches of 1 and ``warm_batch``. ``tta`` > 1 averages each
+    prediction over that many test-time variants (:mod:`mathsym_zoo.tta`; Keras models only).
     """
     kind, model_path, meta_path = resolve_model(Path(path))
+    if tta != 1 and kind != "keras":
+        raise ConfigError(f"--tta {tta}: test-time augmentation runs on a run folder or .keras file; "
+                          f"{str(path)!r} is a {kind} export (it holds the plain model)")
     meta = _read_json(meta_path)
     class_names, preprocessing, shape = _metadata(meta, meta_path)
     from .plugins import PluginSet
@@ -468,7 +472,7 @@ def load_classifier(path: str | os.PathLike, *, plugins=None, warm_batch: int = 
         outputs = int(model.output_shape[-1])
         if outputs != len(class_names):
             raise ConfigError(f"the model has {outputs} outputs but {str(meta_path)!r} lists {len(class_names)} class names")
-        call = CompiledModel(model).warm(1, warm_batch)
+        call = CompiledModel(model, tta=tta).warm(1, warm_batch)
     elif kind == "saved_model":
         call = _saved_model_call(model_path)
     elif kind == "onnx":

@@ -347,9 +347,10 @@ class Run:
 
     # -- evaluations ---------------------------------------------------------------
 
-    def evaluation_dir(self, source_name: str, side: str) -> Path:
-        """Where an evaluation of this run on ``source_name``/``side`` is kept."""
-        tag = f"{source_name}-{side}"
+    def evaluation_dir(self, source_name: str, side: str, *, tta: int = 1) -> Path:
+        """Where an evaluation of this run on ``source_name``/``side`` is kept (``-tta<N>`` with test-time
+        augmentation, so it sits beside the plain one)."""
+        tag = f"{source_name}-{side}" + (f"-tta{tta}" if tta > 1 else "")
         if self.model_file is not None:
             return self.path / f"{self.model_file.stem}-eval-{tag}"
         return self.path / EVALUATIONS_DIR / tag

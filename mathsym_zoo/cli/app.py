@@ -17,6 +17,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperOption
 
 from ..errors import ZooError
+from ..tta import MAX_VARIANTS
 
 
 class _Argument(TyperArgument):
@@ -168,6 +169,9 @@ PluginsDirOpt = Annotated[Optional[list[Path]], typer.Option(
     "--plugins-dir", metavar="PATH", show_default=False, help="Extra local plugin file or folder. Repeatable.")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail on a broken plugin instead of skipping it "
                                                           "(or MATHSYM_ZOO_STRICT=1).")]
+TtaOpt = Annotated[int, typer.Option(
+    "--tta", min=1, max=MAX_VARIANTS, metavar="N", help="Average each prediction over the image and N-1 small "
+    "rotations/shears of its symbol, re-fitted to the box (1 = off; N times the work).")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Live progress bars (off when output "
                                                                             "is not a terminal).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables.")]

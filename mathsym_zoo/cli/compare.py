@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .app import (PluginsDirOpt, ProgressOpt, RegistryOpt, RunArg, SetOpt, Side, SourceOpt, StrictOpt, ZooCommand, app,
-                  console, escape, load_job, load_plugins, progress_enabled)
+from .app import (PluginsDirOpt, ProgressOpt, RegistryOpt, RunArg, SetOpt, Side, SourceOpt, StrictOpt, TtaOpt,
+                  ZooCommand, app, console, escape, load_job, load_plugins, progress_enabled)
 
 #: What a bare ``--resume`` stands for: the newest comparison of the source (or --out).
 RESUME_LATEST = ":latest:"
@@ -113,6 +113,7 @@ def evaluate(
         "Evaluate on another source: an entry of the registry, a source plugin, or a path (default: the run's "
         "own recorded source and split)."))] = None,
     side: Annotated[Side, typer.Option("--side", help="Which images: test or val of the split, or all.")] = Side.test,
+    tta: TtaOpt = 1,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", show_default=False, help=(
         "Output folder (default: <run>/evaluations/<source>-<side>/)."))] = None,
     registry: RegistryOpt = None,
@@ -139,7 +140,8 @@ def evaluate(
         job = load_job(registry, source, set_, plugins_dir, strict)
     else:  # the run's own job; --set may change e.g. data.cache_dir, the recorded split is still checked
         job = the_run.job(plugins=load_plugins(plugins_dir, strict, registry), overrides=set_ or ()) if set_ else None
-    evaluation, folder = run_evaluate(the_run, job=job, side=side, out_dir=out, progress=progress_enabled(progress))
+    evaluation, folder = run_evaluate(the_run, job=job, side=side, out_dir=out, progress=progress_enabled(progress),
+                                      tta=tta)
     refresh_model_card(the_run, evaluation)
     report = write_evaluation_report(folder, evaluation, evaluation.dataset, run=the_run)
     where = job.source.name if job is not None else f"{the_run.source_name} (its training source)"

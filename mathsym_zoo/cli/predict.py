@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .app import (JsonOpt, PluginsDirOpt, ProgressOpt, RegistryOpt, StrictOpt, app, console, err_console, escape,
+from .app import (JsonOpt, PluginsDirOpt, ProgressOpt, RegistryOpt, StrictOpt, TtaOpt, app, console, err_console, escape,
                   load_plugins, progress_enabled)
 
 #: Up to this many images get one table each; more get one summary table (a row per image).
@@ -130,6 +130,7 @@ def predict(
         ".json/.csv ending)."))] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", metavar="N", min=1, help="Images per model call.")] = 64,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No tables; errors and files only.")] = False,
+    tta: TtaOpt = 1,
     progress: ProgressOpt = True,
     registry: RegistryOpt = None,
     plugins_dir: PluginsDirOpt = None,
@@ -144,7 +145,7 @@ def predict(
     from ..predict import expand_inputs, load_classifier
 
     # Local plugins (registry plugin_paths, --plugins-dir) may provide the run's preprocessing steps.
-    clf = load_classifier(model, warm_batch=batch_size, plugins=load_plugins(plugins_dir, strict, registry))
+    clf = load_classifier(model, warm_batch=batch_size, plugins=load_plugins(plugins_dir, strict, registry), tta=tta)
     items, skipped = expand_inputs(inputs)
     if not items:
         err_console.print(f"[bold red]error:[/] no image files in {escape(', '.join(inputs))}"
