@@ -1,0 +1,211 @@
+"""Accuracy on writers never seen: the shipped training recipe against today's (the baseline).
+
+Trains one model (default ``mobilenet-head``) on the writer-disjoint split of
+``crohme_bench.zip`` (the registry's ``crohme`` source: groups are writers, so no
+writer of the test side is seen in training) with
+
+- **baseline**: the recipe shipped before issue 18 (adam 1e-3, constant rate, no
+  augmentation, no class weights, no label smoothing, no EMA, 10 epochs);
+- **shipped**: the registry's ``[train]`` and online ``[[preprocessing]]`` steps;
+- **ablation**: the shipped recipe without each piece that differs from the
+  baseline (leave one out: optimizer and weight decay, schedule, class weights,
+  label smoothing, EMA, each online augmentation step), same epochs as shipped;
+- **TTA**: the shipped model evaluated with ``--tta N`` (no training),
+
+all in one run, and prints top-1, macro recall (balanced accuracy) and training
+minutes of each, on the test side (writers never seen)::
+
+    python benchmarks/writer_shift.py [--quick] [--model mobilenet-head] [--no-ablation] [--tta 8]
+
+``--quick`` checks that it works: a third of the images (all writers), 3 epochs.
+The last three lines are the shipped recipe's headline figures::
+
+    top-1 unseen writers: 0.951
+    macro recall unseen writers: 0.862
+    train minutes: 41
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+#: The recipe of the registry before issue 18 ("today's recipe"); every other [train] key as shipped.
+BASELINE_TRAIN = {"optimizer": "adam", "learning_rate": 1e-3, "weight_decay": 0.0, "lr_schedule": "constant",
+                  "class_weights": False, "label_smoothing": 0.0, "ema": 0.0, "epochs": 10,
+                  "early_stopping_patience": 3}
+#: Recipe pieces for the leave-one-out ablation: the [train] keys that make each one.
+PIECES = {
+    "optimizer / weight decay": ("optimizer", "weight_decay"),
+    "lr schedule": ("lr_schedule", "warmup_epochs", "learning_rate"),
+    "class weights": ("class_weights", "class_weight_power"),
+    "label smoothing": ("label_smoothing",),
+    "EMA of weights": ("ema",),
+}
+
+
+def online_steps(job) -> list[int]:
+    """Indexes of the job's online preprocessing steps (augmentation layers inside the model)."""
+    from mathsym_zoo.components import is_offline
+
+    return [i for i, step in enumerate(job.build_preprocessors()) if not is_offline(step)]
+
+
+def recipes(raw: dict, shipped_job, ablation: bool) -> dict[str, dict]:
+    """Name -> raw registry of each recipe to train."""
+    raw.setdefault("train", {})
+    online = online_steps(shipped_job)
+    base = copy.deepcopy(raw)
+    base["train"].update(BASELINE_TRAIN)
+    base["preprocessing"] = [p for i, p in enumerate(raw.get("preprocessing", [])) if i not in online]
+    out = {"baseline (today)": base, "shipped": raw}
+    if not ablation:
+        return out
+    resolved = shipped_job.train.model_dump()
+    for piece, keys in PIECES.items():
+        if any(resolved[k] != BASELINE_TRAIN.get(k, resolved[k]) for k in keys):
+            variant = copy.deepcopy(raw)
+            variant["train"].update({k: BASELINE_TRAIN[k] for k in keys if k in BASELINE_TRAIN})
+            out[f"without {piece}"] = variant
+    for i in online:
+        variant = copy.deepcopy(raw)
+        step = variant["preprocessing"].pop(i)
+        out[f"without {step['type']}"] = variant
+    return out
+
+
+def subset(dataset, fraction: float, folder: Path):
+    """``fraction`` of the images (every writer keeps some), as an in-memory Dataset with its own split."""
+    from mathsym_zoo.data.dataset import Dataset
+
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(len(dataset), size=int(len(dataset) * fraction), replace=False))
+    return Dataset.from_arrays(np.asarray(dataset.images[rows]), dataset.labels[rows], dataset.class_names,
+                               paths=dataset.paths[rows], groups=dataset.groups[rows], hashes=dataset.hashes[rows],
+                               path=folder / "subset", key=f"{dataset.key}-subset-{fraction:g}",
+                               source=dataset.source, preprocessing=dataset.preprocessing)
+
+
+def writer_check(dataset, split) -> str:
+    """Groups on each side and how many the test side shares with training (0 = writer-disjoint)."""
+    groups = {side: set(dataset.groups[idx]) - {""} for side, idx in split.indices.items()}
+    shared = len(groups["test"] & (groups["train"] | groups["val"]))
+    text = (f"groups (writers): train {len(groups['train'])}, val {len(groups['val'])}, test {len(groups['test'])}; "
+            f"test groups also in train/val: {shared}")
+    return text + ("" if shared == 0 and groups["test"] else "  <-- NOT writer-disjoint: check the source's group_file")
+
+
+def score(run_dir: Path, dataset, test: np.ndarray, tta: int = 1) -> dict:
+    from mathsym_zoo.evaluate import evaluate_model, load_model
+
+    m = evaluate_model(load_model(run_dir), dataset, test, latency_repeats=1, tta=tta).metrics
+    return {"top1": m["top1"], "macro_recall": m["balanced_accuracy"], "macro_f1": m["macro_f1"]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="mobilenet-head")
+    ap.add_argument("--registry", default=str(ROOT / "registry.toml"))
+    ap.add_argument("--source", default="crohme")
+    ap.add_argument("--quick", action="store_true", help="a third of the images, 3 epochs: checks that it works")
+    ap.add_argument("--fraction", type=float, default=None, help="share of the images to use (default 1, quick 1/3)")
+    ap.add_argument("--epochs", type=int, default=None, help="epochs of every recipe (default: each its own; quick 3)")
+    ap.add_argument("--no-ablation", dest="ablation", action="store_false")
+    ap.add_argument("--only", default=None, help="comma-separated recipe names to train (e.g. 'baseline (today),shipped')")
+    ap.add_argument("--tta", type=int, default=8, help="also score the shipped model with N test-time variants (1: off)")
+    ap.add_argument("--out", default=None, help="folder for the runs (default: a temporary folder, kept)")
+    args = ap.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    from mathsym_zoo.data.cache import load_dataset
+    from mathsym_zoo.data.split import load_split
+    from mathsym_zoo.registry import read_toml, resolve
+    from mathsym_zoo.training import train_model
+
+    fraction = args.fraction or (1 / 3 if args.quick else 1.0)
+    epochs = args.epochs or (3 if args.quick else None)
+    out = Path(args.out or tempfile.mkdtemp(prefix="writer_shift-"))
+    reg_path = Path(args.registry).resolve()
+    raw = read_toml(reg_path)
+    shipped = resolve(reg_path, raw=raw, source=args.source)
+    dataset = load_dataset(shipped, progress=False)
+    if fraction < 1:
+        dataset = subset(dataset, fraction, out)
+    split = load_split(dataset, shipped.split)
+    test = np.asarray(split.indices["test"], dtype=np.int64)
+    print(f"{args.source}: {len(dataset)} images, split {split.hash[:12]}: {split.sizes()}")
+    print(writer_check(dataset, split))
+    plan = recipes(raw, shipped, args.ablation)
+    if args.only:
+        plan = {k: v for k, v in plan.items() if k in args.only.split(",")}
+    results: dict[str, dict] = {}
+    for name, recipe_raw in plan.items():
+        recipe_raw = copy.deepcopy(recipe_raw)
+        recipe_raw["train"]["runs_dir"] = str(out / "runs")
+        if epochs:
+            recipe_raw["train"].update(epochs=epochs, warmup_epochs=min(1, epochs - 1) if epochs > 1 else 0)
+        job = resolve(reg_path, raw=recipe_raw, source=args.source)
+        print(f"training {name}: {describe(job)}", flush=True)
+        started = time.perf_counter()
+        result = train_model(job, args.model, run_dir=out / "runs" / slug(name), dataset=dataset)
+        minutes = float(result.metrics.get("train_seconds", time.perf_counter() - started)) / 60
+        results[name] = {**score(result.run_dir, dataset, test), "minutes": minutes, "epochs": result.epochs}
+        print(f"  {line(name, results[name])}", flush=True)
+        if name == "shipped" and args.tta > 1:
+            results[f"shipped + TTA {args.tta}"] = {**score(result.run_dir, dataset, test, args.tta),
+                                                    "minutes": minutes, "epochs": result.epochs}
+    report(results, len(test), out)
+    return 0
+
+
+def describe(job) -> str:
+    t = job.train
+    steps = [p.type for p in job.preprocessing]
+    return (f"{t.optimizer} lr {t.learning_rate:g} wd {t.weight_decay:g}, {t.lr_schedule}, epochs {t.epochs}, "
+            f"class weights {t.class_weights and t.class_weight_power}, smoothing {t.label_smoothing:g}, "
+            f"ema {t.ema:g}, steps {'+'.join(steps)}")
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name).strip("-")
+
+
+def line(name: str, r: dict) -> str:
+    return (f"{name:<34} top-1 {r['top1']:.4f}  macro recall {r['macro_recall']:.4f}  macro-F1 {r['macro_f1']:.4f}  "
+            f"train {r['minutes']:.1f} min ({r['epochs']} epochs)")
+
+
+def report(results: dict[str, dict], n_test: int, out: Path) -> None:
+    print(f"\nrecipes on {n_test} test images of writers never seen (runs in {out}):")
+    for name, r in results.items():
+        print("  " + line(name, r))
+    shipped = results.get("shipped")
+    if shipped is None:
+        return
+    ablated = {k: v for k, v in results.items() if k.startswith("without ")}
+    if ablated:
+        print("\nablation (what each piece adds: shipped minus the recipe without it, in points):")
+        for name, r in ablated.items():
+            print(f"  {name[len('without '):]:<30} top-1 {100 * (shipped['top1'] - r['top1']):+.2f}  "
+                  f"macro recall {100 * (shipped['macro_recall'] - r['macro_recall']):+.2f}")
+    base = results.get("baseline (today)")
+    if base is not None:
+        print(f"\nratio top-1 shipped/baseline: {shipped['top1'] / base['top1']:.3f}")
+        print(f"ratio macro recall shipped/baseline: {shipped['macro_recall'] / base['macro_recall']:.3f}")
+    print(f"top-1 unseen writers: {shipped['top1']:.3f}")
+    print(f"macro recall unseen writers: {shipped['macro_recall']:.3f}")
+    print(f"train minutes: {shipped['minutes']:.1f}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
