@@ -37,6 +37,7 @@ from .evaluate import Evaluation, evaluate_model, load_model
 from .fileio import atomic_write_json, atomic_write_text, read_json
 from .machine import hardware
 from .model_card import write_model_card
+from .registry import TrainConfig
 from .runs import Run
 from .seeds import SPREAD_CSV_COLUMNS, seed_run_dir, seeded, spread_rows
 
@@ -153,8 +154,10 @@ def _check_resumable(old: dict[str, Any], new: dict[str, Any], folder: Path) -> 
         raise ConfigError(f"{folder}: cannot resume with --seeds {new['seeds']}: the comparison was started with "
                           f"{old.get('seeds', 1)}; resume without --seeds, or start a new comparison")
     keep = {"runs_dir", "comparisons_dir", "device", "strategy"}  # where and on what, not how
-    diff = sorted(k for k in set(old.get("train", {})) | set(new["train"])
-                  if k not in keep and old.get("train", {}).get(k) != new["train"].get(k))
+    # Settings newer than the comparison had their defaults then.
+    old_train = {**TrainConfig().model_dump(mode="json"), **old.get("train", {})}
+    diff = sorted(k for k in set(old_train) | set(new["train"])
+                  if k not in keep and old_train.get(k) != new["train"].get(k))
     if diff:
         raise ConfigError(f"{folder}: cannot resume with different training settings ({', '.join(f'train.{k}' for k in diff)}"
                           "); a comparison trains every model the same way. Drop those --set overrides or start a "

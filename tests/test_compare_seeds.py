@@ -96,3 +96,20 @@ def test_spread_of_values():
     assert spread([0.5])["_sd"] == 0.0 and spread([])[""] is None
     with pytest.raises(ConfigError, match="--seeds 0"):
         C._seed_count(0, None)
+
+
+def test_a_comparison_from_before_the_recipe_settings_resumes(two_seeds, monkeypatch, tmp_path):
+    """Its comparison.json lacks [train] keys added since (ema, ...): they had their defaults then."""
+    import shutil
+
+    job, ds, result = two_seeds
+    folder = tmp_path / "old"
+    shutil.copytree(result.path, folder)
+    manifest = json.loads((folder / C.MANIFEST).read_text())
+    for key in ("ema", "warmup_epochs", "class_weight_power"):
+        del manifest["train"][key]
+    (folder / C.MANIFEST).write_text(json.dumps(manifest))
+    import mathsym_zoo.training as T
+
+    monkeypatch.setattr(T, "train_model", lambda *a, **k: None)
+    assert C.compare(job, dataset=ds, resume=folder, latency_repeats=3).seeds == 2
