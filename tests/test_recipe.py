@@ -16,6 +16,23 @@ from mathsym_zoo.runs import Run
 from mathsym_zoo.training.recipe import build_optimizer, class_weights, learning_rate
 
 PLUGIN = Path(__file__).resolve().parent / "tiny_arch_plugin.py"
+BN_PLUGIN = """
+from mathsym_zoo import hookimpl
+from mathsym_zoo.components import Params
+
+
+def build(params, input_shape, num_classes):
+    import keras
+
+    return keras.Sequential([keras.Input(shape=tuple(input_shape)), keras.layers.Conv2D(4, 3),
+                             keras.layers.BatchNormalization(), keras.layers.ReLU(),
+                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(num_classes, activation="softmax")])
+
+
+@hookimpl
+def register_architectures(register):
+    register("tiny-bn", summary="test-only: conv, BatchNorm, softmax", params=Params, factory=build)
+"""
 
 
 def bright_dataset(path, n=192, size=12, classes=4) -> Dataset:
@@ -30,10 +47,12 @@ def bright_dataset(path, n=192, size=12, classes=4) -> Dataset:
 def job_for(root: Path, *overrides: str, **train):
     settings = {"epochs": 3, "batch_size": 16, "runs_dir": str(root / "runs"), "early_stopping_patience": 0,
                 "learning_rate": 0.01, **train}
-    lines = [f'plugin_paths = ["{PLUGIN}"]', "[data]", 'source = "demo"', f'cache_dir = "{root / "cache"}"',
-             "[models.tiny]", 'type = "tiny-test"', "width = 4", "[train]"]
-    lines += [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
     root.mkdir(parents=True, exist_ok=True)
+    (root / "bn_arch.py").write_text(BN_PLUGIN)
+    lines = [f'plugin_paths = ["{PLUGIN}", "{root / "bn_arch.py"}"]', "[data]", 'source = "demo"',
+             f'cache_dir = "{root / "cache"}"', "[models.tiny]", 'type = "tiny-test"', "width = 4",
+             "[models.bn]", 'type = "tiny-bn"', "[train]"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
     (root / "registry.toml").write_text("\n".join(lines) + "\n")
     return resolve(root / "registry.toml", overrides=overrides)
 
@@ -108,7 +127,7 @@ def test_ema_weights_are_validated_and_saved(tmp_path):
     from mathsym_zoo.training import train_model
 
     ds = bright_dataset(tmp_path / "data")
-    result = train_model(job_for(tmp_path, epochs=2, ema=0.9), "tiny", dataset=ds)
+    result = train_model(job_for(tmp_path, epochs=2, ema=0.9), "bn", dataset=ds)
     run = Run.open(result.run_dir)
     val = result.run.training_data(dataset=ds)[1].indices["val"]
     last_row = run.history()[-1]
@@ -120,6 +139,14 @@ def test_ema_weights_are_validated_and_saved(tmp_path):
     pairs = ema_slots(saved.optimizer)
     assert pairs and any(not np.allclose(keras.ops.convert_to_numpy(v), keras.ops.convert_to_numpy(a))
                          for v, a in pairs)
+    # Its BatchNorm statistics are those of the averaged weights on the calibration batch (the first train rows).
+    rows = np.sort(result.run.training_data(dataset=ds)[1].indices["train"])[:512]
+    layers = list(saved._flatten_layers(include_self=False))
+    conv = next(x for x in layers if isinstance(x, keras.layers.Conv2D))
+    bn = next(x for x in layers if isinstance(x, keras.layers.BatchNormalization))
+    features = keras.ops.convert_to_numpy(conv(np.asarray(ds.images[rows]).astype("float32") / 255))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_mean), features.mean(axis=(0, 1, 2)),
+                               rtol=1e-3, atol=1e-5)
     # The model in memory is the saved one (fit's finalize step did not put the raw weights back).
     for mine, theirs in zip(result.model.get_weights(), saved.get_weights()):
         np.testing.assert_array_equal(mine, theirs)
@@ -130,11 +157,28 @@ def test_ema_run_extended_equals_a_longer_run(tmp_path):
     from mathsym_zoo.training import resume_run, train_model
 
     ds = bright_dataset(tmp_path / "data")
-    long = train_model(job_for(tmp_path / "a", epochs=3, ema=0.9), "tiny", dataset=ds)
-    short = train_model(job_for(tmp_path / "b", epochs=1, ema=0.9), "tiny", dataset=ds)
+    long = train_model(job_for(tmp_path / "a", epochs=3, ema=0.9), "bn", dataset=ds)
+    short = train_model(job_for(tmp_path / "b", epochs=1, ema=0.9), "bn", dataset=ds)
     resume_run(short.run_dir, job=job_for(tmp_path / "b", epochs=3, ema=0.9), dataset=ds)
     a, b = long.run.history(), Run(short.run_dir).history()
     assert [r["epoch"] for r in b] == [1, 2, 3]
     for ra, rb in zip(a, b):
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             assert rb[key] == pytest.approx(ra[key], rel=1e-6), (ra["epoch"], key)
+
+
+def test_batchnorm_statistics_are_re_estimated_for_the_averaged_weights():
+    """The averaged weights get BatchNorm statistics of their own (those of the raw weights do not fit them)."""
+    import keras
+
+    from mathsym_zoo.training.ema import recalibrate_batchnorm
+
+    conv, bn = keras.layers.Conv2D(3, 3), keras.layers.BatchNormalization(momentum=0.9)
+    model = keras.Sequential([keras.Input((8, 8, 1)), conv, bn])
+    images = np.random.default_rng(0).integers(0, 255, (32, 8, 8, 1)).astype("uint8")
+    recalibrate_batchnorm(model, images)
+    features = keras.ops.convert_to_numpy(conv(images.astype("float32")))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_mean), features.mean(axis=(0, 1, 2)), rtol=1e-4)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_variance), features.var(axis=(0, 1, 2)),
+                               rtol=1e-3)
+    assert bn.momentum == 0.9  # put back

@@ -264,7 +264,8 @@ def _callbacks(s: _Setup, extra: Sequence) -> tuple[list, cb.ResumableEarlyStopp
     n_train = len(s.split.indices["train"])
     images = s.steps * cfg.batch_size if s.drop_remainder else n_train
     stopper = cb.ResumableEarlyStopping(s.state, patience=cfg.early_stopping_patience)
-    out: list = [cb.EpochSeeds(cfg.seed), cb.NonFiniteLoss(s.state), *([EmaWeights()] if cfg.ema else []),
+    ema = [EmaWeights.for_training(s.dataset.images, s.split.indices["train"])] if cfg.ema else []
+    out: list = [cb.EpochSeeds(cfg.seed), cb.NonFiniteLoss(s.state), *ema,
                  cb.EpochRecorder(s.state, images_per_epoch=images), stopper]
     if cfg.lr_schedule == "plateau":
         out.append(cb.ResumablePlateau(s.state, monitor=cb.MONITOR, factor=0.5,
