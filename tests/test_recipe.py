@@ -140,7 +140,8 @@ def test_ema_weights_are_validated_and_saved(tmp_path):
     assert pairs and any(not np.allclose(keras.ops.convert_to_numpy(v), keras.ops.convert_to_numpy(a))
                          for v, a in pairs)
     # Its BatchNorm statistics are those of the averaged weights on the calibration batch (the first train rows).
-    rows = np.sort(result.run.training_data(dataset=ds)[1].indices["train"])[:512]
+    train = np.sort(result.run.training_data(dataset=ds)[1].indices["train"])
+    rows = train[np.unique(np.linspace(0, len(train) - 1, min(512, len(train))).astype(np.int64))]
     layers = list(saved._flatten_layers(include_self=False))
     conv = next(x for x in layers if isinstance(x, keras.layers.Conv2D))
     bn = next(x for x in layers if isinstance(x, keras.layers.BatchNormalization))

@@ -84,10 +84,12 @@ class EmaWeights(keras.callbacks.Callback):
 
     @classmethod
     def for_training(cls, images, train_rows, n: int = CALIBRATION_IMAGES) -> "EmaWeights":
-        """Calibrating on the first ``n`` training images in row order (fixed for the whole run)."""
+        """Calibrating on ``n`` training images evenly spaced in row order (fixed for the whole run; rows are
+        sorted by class in a cache, so the first ``n`` would hold a few classes only)."""
         import numpy as np
 
-        rows = np.sort(np.asarray(train_rows))[:n]
+        rows = np.sort(np.asarray(train_rows))
+        rows = rows[np.unique(np.linspace(0, len(rows) - 1, min(n, len(rows))).astype(np.int64))]
         return cls(np.asarray(images[rows]))
 
     def _to(self, averaged: bool) -> None:
