@@ -59,7 +59,6 @@ def test_compiled_model_averages_the_variants():
 
     from mathsym_zoo.inference import CompiledModel
 
-    rng = np.random.default_rng(0)
     model = keras.Sequential([keras.Input((45, 45, 1)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
                               keras.layers.Dense(3, activation="softmax")])
     images = np.concatenate([symbol(), symbol()[:, :, ::-1]]).astype(np.uint8)
