@@ -115,7 +115,7 @@ def score(run_dir: Path, dataset, test: np.ndarray, tta: int = 1) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="mobilenet-head")
-    ap.add_argument("--registry", default=str(ROOT / "registry.toml"))
+    ap.add_argument("--registry", default=None, help="default: ./registry.toml, else the shipped one")
     ap.add_argument("--source", default="crohme")
     ap.add_argument("--quick", action="store_true", help="a third of the images, 3 epochs: checks that it works")
     ap.add_argument("--fraction", type=float, default=None, help="share of the images to use (default 1, quick 1/3)")
@@ -129,13 +129,13 @@ def main() -> int:
 
     from mathsym_zoo.data.cache import load_dataset
     from mathsym_zoo.data.split import load_split
-    from mathsym_zoo.registry import read_toml, resolve
+    from mathsym_zoo.registry import find_registry, read_toml, resolve
     from mathsym_zoo.training import train_model
 
     fraction = args.fraction or (1 / 3 if args.quick else 1.0)
     epochs = args.epochs or (3 if args.quick else None)
     out = Path(args.out or tempfile.mkdtemp(prefix="writer_shift-"))
-    reg_path = Path(args.registry).resolve()
+    reg_path = find_registry(args.registry).resolve()
     raw = read_toml(reg_path)
     shipped = resolve(reg_path, raw=raw, source=args.source)
     dataset = load_dataset(shipped, progress=False)
