@@ -6,6 +6,8 @@ one split. Each seed's leaderboard is an ordinary one (:func:`compare.leaderboar
 standard deviation, minimum and maximum of every score, and McNemar's paired
 test against the best model run seed by seed (best: the highest mean top-1)
 and summarised as "k/N seeds p < 0.05". One seed's luck then cannot decide "best".
+The row's ``top1_ci95_low``/``_high`` are the envelope of the seeds' Wilson intervals,
+and ``significant_vs_best`` holds only when the model is worse in every seed.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ SPREAD_KEYS = ("top1", "top5", "macro_f1", "balanced_accuracy", "train_time_s", 
 SPREAD_CSV_COLUMNS = (("rank", "model", "architecture", "seeds", "n_test")
                       + tuple(f"{k}{s}" for k in SPREAD_KEYS for s in ("", "_sd", "_min", "_max"))
                       + ("is_best", "vs_best_seeds", "seeds_significantly_worse", "seeds_significantly_better",
-                         "mcnemar_p_max", "params", "macs", "flops", "split_hash", "dataset_key", "source",
+                         "mcnemar_p_max", "top1_ci95_low", "top1_ci95_high", "num_classes", "params", "macs", "flops", "split_hash", "dataset_key", "source",
                          "source_type", "source_fingerprint", "run_dir"))
 
 
@@ -48,6 +50,11 @@ def spread(values: Sequence[Any]) -> dict[str, float | None]:
         return {"": None, "_sd": None, "_min": None, "_max": None}
     return {"": statistics.fmean(xs), "_sd": statistics.stdev(xs) if len(xs) > 1 else 0.0, "_min": min(xs),
             "_max": max(xs)}
+
+
+def _extreme(pick, values: Sequence[Any]) -> float | None:
+    xs = [float(v) for v in values if v is not None]
+    return pick(xs) if xs else None
 
 
 def _paired(best_evals: list, other_evals: list, alpha: float) -> dict[str, Any]:
@@ -85,6 +92,9 @@ def spread_rows(seed_rows: list[list[dict[str, Any]]], evaluations: dict[str, li
                                **{k: rows[0].get(k) for k in ("params", "macs", "flops")}}
         for key in SPREAD_KEYS:
             row.update({f"{key}{s}": v for s, v in spread([r.get(key) for r in rows]).items()})
+        # The envelope of the seeds' Wilson intervals: what one-seed readers (chance check, figure) take as the CI.
+        row["top1_ci95_low"] = _extreme(min, [r.get("top1_ci95_low") for r in rows])
+        row["top1_ci95_high"] = _extreme(max, [r.get("top1_ci95_high") for r in rows])
         out.append(row)
     out.sort(key=lambda r: (-(r["top1"] or 0), -(r["macro_f1"] or 0), r["model"]))
     for rank, row in enumerate(out, 1):

@@ -72,7 +72,7 @@ def test_report_and_terminal_show_the_spread(two_seeds):
 
     job, ds, result = two_seeds
     page = result.report_path.read_text()
-    assert "<table id=spread>" in page and " ± " in page and "2 seeds" in page
+    assert "McNemar per seed" in page and " ± " in page and "seeds worse" in page and "2 seeds" in page
     console = Console(width=200, record=True)
     console.print(spread_table(result.rows))
     text = console.export_text()
@@ -113,3 +113,20 @@ def test_a_comparison_from_before_the_recipe_settings_resumes(two_seeds, monkeyp
 
     monkeypatch.setattr(T, "train_model", lambda *a, **k: None)
     assert C.compare(job, dataset=ds, resume=folder, latency_repeats=3).seeds == 2
+
+
+def test_spread_rows_feed_the_one_seed_readers(two_seeds):
+    """The verdict and the CI figure read a spread row: its interval is the seeds' envelope."""
+    from mathsym_zoo.report import verdict
+
+    job, ds, result = two_seeds
+    data = json.loads(result.results_json.read_text())
+    for row in data["rows"]:
+        seeds = [r for r in data["seed_rows"] if r["model"] == row["model"]]
+        assert row["top1_ci95_low"] == min(r["top1_ci95_low"] for r in seeds)
+        assert row["top1_ci95_high"] == max(r["top1_ci95_high"] for r in seeds)
+    other = data["rows"][1]
+    assert other["significant_vs_best"] == (other["seeds_significantly_worse"] == 2)
+    assert verdict(data["rows"][:1]).leader == data["rows"][0]["model"]
+    v = verdict(data["rows"])
+    assert v.clear == other["significant_vs_best"]
