@@ -155,14 +155,14 @@ def test_job_is_immutable_and_serialisable():
     job = resolve(SHIPPED_REGISTRY, source="demo")
     # The registry's [sources.demo] table, validated into the plugin's own params model.
     assert (job.source.section, job.source.component.kind, job.source.component.plugin) == ("sources.demo", "source", "demo")
-    assert type(job.source.params).__name__ == "DemoParams" and job.source.params.images_per_class == 64
+    assert type(job.source.params).__name__ == "DemoParams" and job.source.params.images_per_class == 40
     with pytest.raises(dataclasses.FrozenInstanceError):
         job.train = None  # type: ignore[misc]
     with pytest.raises(pydantic.ValidationError, match="Instance is frozen"):
         job.train.epochs = 1
     with pytest.raises(pydantic.ValidationError, match="Instance is frozen"):
         job.source.params.images_per_class = 1
-    assert job.train.epochs == 10 and job.source.params.images_per_class == 64
+    assert job.train.epochs == 10 and job.source.params.images_per_class == 40
     data = job.to_dict()
     assert data["source"]["type"] == "demo" and data["train"]["epochs"] == job.train.epochs
     assert job.data_key() == resolve(SHIPPED_REGISTRY, source="demo").data_key()

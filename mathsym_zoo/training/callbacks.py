@@ -223,7 +223,7 @@ class RunTensorBoard(keras.callbacks.TensorBoard):
 
 def tensorboard_logs(log_dir: Path, epochs: int) -> list:
     """``[RunTensorBoard]`` writing to ``log_dir`` (``train/``, ``validation/``), with weight
-    histograms about five times per run; ``[]`` and a warning without the ``tensorboard`` package."""
+    histograms twice per run (each costs about a second on a small CPU model); ``[]`` and a warning without the ``tensorboard`` package."""
     import importlib.util
     import warnings
 
@@ -231,7 +231,7 @@ def tensorboard_logs(log_dir: Path, epochs: int) -> list:
         warnings.warn("TensorBoard logs are off: the tensorboard package is not installed "
                       "(pip install 'mathsym-zoo[tensorboard]')", stacklevel=2)
         return []
-    return [RunTensorBoard(log_dir=str(log_dir), histogram_freq=max(1, epochs // 5), write_graph=True,
+    return [RunTensorBoard(log_dir=str(log_dir), histogram_freq=max(1, epochs // 2), write_graph=True,
                            update_freq="epoch", profile_batch=0)]
 
 
