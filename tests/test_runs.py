@@ -93,6 +93,15 @@ def test_evaluate_uses_the_runs_recorded_source_and_split(small_run, capsys):
     assert "its training source" in out and run.split_hash[:12] in out
 
 
+def test_evaluate_json_names_the_split(small_run, capsys):
+    root, reg, run = small_run
+    capsys.readouterr()
+    assert cli(["evaluate", str(run.path), "--registry", str(reg), "--json", "--no-progress"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["split_hash"] == run.split_hash and data["training_source"] is True and data["side"] == "test"
+    assert data["scores"]["n"] == run.info["split"]["sizes"]["test"] and Path(data["report"]).is_file()
+
+
 def test_evaluate_on_another_source_says_so(small_run, capsys):
     root, reg, run = small_run
     capsys.readouterr()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from .app import (PluginsDirOpt, ProgressOpt, RegistryOpt, RunArg, SetOpt, Side, SourceOpt, StrictOpt, TtaOpt,
+from ..fileio import finite_json
+from .app import (JsonOpt, PluginsDirOpt, ProgressOpt, RegistryOpt, RunArg, SetOpt, Side, SourceOpt, StrictOpt, TtaOpt,
                   ZooCommand, app, console, escape, load_job, load_plugins, progress_enabled)
 
 #: What a bare ``--resume`` stands for: the newest comparison of the source (or --out).
@@ -121,6 +123,7 @@ def evaluate(
     plugins_dir: PluginsDirOpt = None,
     strict: StrictOpt = False,
     progress: ProgressOpt = True,
+    json_out: JsonOpt = False,
 ):
     """Evaluate a run: scores, speed and an HTML report.
 
@@ -145,6 +148,12 @@ def evaluate(
     refresh_model_card(the_run, evaluation)
     report = write_evaluation_report(folder, evaluation, evaluation.dataset, run=the_run)
     where = job.source.name if job is not None else f"{the_run.source_name} (its training source)"
+    if json_out:
+        console.print_json(json.dumps(finite_json({
+            "run": str(the_run.path), "source": job.source.name if job is not None else the_run.source_name,
+            "training_source": evaluation.training_source, "side": side, "split_hash": evaluation.split_hash,
+            "scores": evaluation.summary(), "notes": evaluation.notes, "report": str(report), "folder": str(folder)})))
+        return
     row = {"rank": 1, "model": evaluation.model_name, "is_best": True, **evaluation.model_stats,
            **evaluation.summary()}
     console.print(leaderboard_table([row], title=f"{evaluation.model_name} on {where}, {side} side, "
