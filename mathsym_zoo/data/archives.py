@@ -403,6 +403,15 @@ def _open_zip(path: str | Path) -> zipfile.ZipFile:
         raise DataError(f"{str(path)!r} is not a readable zip archive ({exc}); re-download or re-create it") from None
 
 
+def _listed_reason(name: str, size: int, packed: int, encrypted: bool, select: Select, max_bytes: int,
+                   links: set[str]) -> str | None:
+    """Why a member listed in a zip or RAR directory is skipped (None: it is read)."""
+    if name.rstrip("/") in links:
+        return SKIP_LINK
+    reason = _checked(name, size, select, max_bytes, links, packed=packed)
+    return SKIP_ENCRYPTED if reason is None and encrypted else reason
+
+
 def _zip_table(path: Path, select: Select, max_bytes: int) -> MemberTable:
     import numpy as np
 
@@ -414,12 +423,8 @@ def _zip_table(path: Path, select: Select, max_bytes: int) -> MemberTable:
             if info.is_dir():
                 continue
             name = info.filename
-            if name.rstrip("/") in links:
-                reason = SKIP_LINK
-            else:
-                reason = _checked(name, info.file_size, select, max_bytes, links, packed=info.compress_size)
-                if reason is None and info.flag_bits & 0x1:
-                    reason = SKIP_ENCRYPTED
+            reason = _listed_reason(name, info.file_size, info.compress_size, bool(info.flag_bits & 0x1), select,
+                                    max_bytes, links)
             names.append(name)
             skips.append(reason)
             keys.append((info.header_offset, info.compress_type, info.compress_size, info.file_size, info.CRC))
@@ -559,13 +564,8 @@ def _rar_infos(rf, select: Select, max_bytes: int) -> list[tuple[object, str | N
     for info in infos:
         if info.is_dir():
             continue
-        name = info.filename
-        if name.rstrip("/") in links:
-            reason = SKIP_LINK
-        else:
-            reason = _checked(name, info.file_size, select, max_bytes, links, packed=info.compress_size)
-            if reason is None and info.needs_password():
-                reason = SKIP_ENCRYPTED
+        reason = _listed_reason(info.filename, info.file_size, info.compress_size, info.needs_password(), select,
+                                max_bytes, links)
         plan.append((info, reason))
     return plan
 
