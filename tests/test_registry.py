@@ -103,7 +103,8 @@ def test_default_registry_resolves(tmp_path, monkeypatch):
     assert job.registry_path == SHIPPED_REGISTRY
     assert job.source.name == "demo"  # works offline for everyone
     assert [m.type for m in job.models] == ["notebook-cnn", "resnet-lite", "mobilenet-head"]
-    assert [p.type for p in job.preprocessing] == ["grayscale", "resize_pad"]
+    # Offline steps key the cache; the writer-shift augmentation runs online, inside the model.
+    assert [p.type for p in job.preprocessing] == ["grayscale", "resize_pad", "random_affine", "random_erasing"]
     # Relative paths of the shipped registry point at the user's folder, not into the installed package.
     assert job.root == tmp_path and job.cache_dir == tmp_path / ".mathsym-cache"
     assert job.runs_dir == tmp_path / "runs"
