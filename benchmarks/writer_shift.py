@@ -153,7 +153,7 @@ def main() -> int:
         recipe_raw = copy.deepcopy(recipe_raw)
         recipe_raw["train"]["runs_dir"] = str(out / "runs")
         if epochs:
-            recipe_raw["train"].update(epochs=epochs, warmup_epochs=min(1, epochs - 1) if epochs > 1 else 0)
+            recipe_raw["train"]["epochs"] = epochs  # warm-up is capped at half the epochs
         job = resolve(reg_path, raw=recipe_raw, source=args.source)
         print(f"training {name}: {describe(job)}", flush=True)
         started = time.perf_counter()

@@ -74,7 +74,8 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay (not on biases or normalisation "
                                 "scales); 0 with adamw means Keras' default 0.004")
     lr_schedule: Literal["constant", "cosine", "warmup-cosine", "plateau"] = "constant"
-    warmup_epochs: float = Field(1.0, ge=0, description="warmup-cosine: epochs of linear warm-up from 0")
+    warmup_epochs: float = Field(1.0, ge=0, description="warmup-cosine: epochs of linear warm-up from 0 "
+                                 "(at most half of epochs: a short trial run warms up over its first half)")
     early_stopping_patience: int = Field(3, ge=0, description="0 disables early stopping")
     class_weights: bool = Field(False, description="weight the loss by inverse class frequency (see class_weight_power)")
     class_weight_power: float = Field(1.0, gt=0, le=1, description="class weight = count ** -power; 0.5 = square-root "
@@ -96,9 +97,6 @@ class TrainConfig(_Strict):
         if self.ema and self.ema < 0.9:
             raise ValueError(f"ema is the averaging momentum per step: 0 (off) or in [0.9, 1), e.g. 0.999; "
                              f"got {self.ema:g}")
-        if self.lr_schedule == "warmup-cosine" and self.warmup_epochs >= self.epochs:
-            raise ValueError(f"warmup_epochs ({self.warmup_epochs:g}) must be less than epochs ({self.epochs}) "
-                             "with lr_schedule = 'warmup-cosine'")
         return self
 
 

@@ -577,6 +577,17 @@ def test_plugin_exiting_on_import_is_an_error_in_strict_mode(tmp_path, cli):
 
 
 def test_real_ctrl_c_during_plugin_import_still_stops(tmp_path, cli):
+    import signal
+
+    # Python's own Ctrl-C handler, even when this pytest inherited SIGINT ignored (started in the background).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        real_ctrl_c_stops(tmp_path, cli)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def real_ctrl_c_stops(tmp_path, cli):
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "slow.py").write_text("import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\n"
                                                    "time.sleep(5)\n")

@@ -63,7 +63,6 @@ def job_for(root: Path, *overrides: str, **train):
 @pytest.mark.parametrize("settings, message", [
     ({"ema": 0.5}, "ema is the averaging momentum per step: 0 (off) or in [0.9, 1)"),
     ({"ema": 1.0}, "less than 1"),
-    ({"lr_schedule": "warmup-cosine", "warmup_epochs": 3, "epochs": 3}, "warmup_epochs (3) must be less than epochs"),
     ({"class_weight_power": 0}, "greater than 0"),
     ({"lr_schedule": "warmup"}, "'warmup-cosine'"),
 ])
@@ -79,6 +78,16 @@ def test_warmup_then_cosine():
     assert lr[0] == 0.0 and lr[1] == pytest.approx(0.001) and lr[2] == pytest.approx(0.002)
     assert lr[2] > lr[3] > lr[4] and lr[4] == pytest.approx(0.0, abs=1e-9)
     assert learning_rate(TrainConfig(), 50) == 1e-3  # constant stays a float
+
+
+def test_warmup_is_at_most_half_the_run():
+    """`--set train.epochs=1` on the shipped recipe (warmup_epochs = 1) warms up over half the epoch, then decays."""
+    cfg = TrainConfig(epochs=1, learning_rate=0.002, lr_schedule="warmup-cosine", warmup_epochs=1)
+    schedule = learning_rate(cfg, steps_per_epoch=100)
+    assert float(schedule(25)) == pytest.approx(0.001) and float(schedule(50)) == pytest.approx(0.002)
+    assert float(schedule(99)) < 0.0001
+    long = learning_rate(TrainConfig(epochs=10, lr_schedule="warmup-cosine", warmup_epochs=1), steps_per_epoch=100)
+    assert float(long(50)) == pytest.approx(0.0005)  # a 10-epoch run keeps its one-epoch warm-up
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "sgd"])

@@ -23,7 +23,9 @@ def learning_rate(cfg: TrainConfig, steps_per_epoch: int) -> Any:
     """A float (``constant``, ``plateau``) or a Keras schedule over the run's planned steps.
 
     ``warmup-cosine`` rises linearly from 0 to ``learning_rate`` over
-    ``warmup_epochs`` and then follows a cosine to 0 at the last planned step.
+    ``warmup_epochs`` (at most half the planned epochs, so a short trial such as
+    ``--set train.epochs=1`` still runs and still decays) and then follows a cosine
+    to 0 at the last planned step.
     """
     total = max(1, cfg.epochs * steps_per_epoch)
     if cfg.lr_schedule == "cosine":
@@ -31,7 +33,7 @@ def learning_rate(cfg: TrainConfig, steps_per_epoch: int) -> Any:
     if cfg.lr_schedule == "warmup-cosine":
         import keras
 
-        warmup = min(total - 1, int(round(cfg.warmup_epochs * steps_per_epoch)))
+        warmup = min(total - 1, int(round(min(cfg.warmup_epochs, cfg.epochs / 2) * steps_per_epoch)))
         return keras.optimizers.schedules.CosineDecay(0.0, decay_steps=max(1, total - warmup),
                                                       warmup_target=cfg.learning_rate, warmup_steps=warmup)
     return cfg.learning_rate
