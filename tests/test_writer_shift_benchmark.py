@@ -57,7 +57,7 @@ def test_shipped_recipe_differs_from_the_baseline_and_each_ablation_removes_one_
 
 @pytest.mark.slow
 def test_benchmark_runs_end_to_end_and_prints_its_headline_last(tmp_path):
-    """A tiny run on the demo source (no CROHME needed): two recipes, one epoch, TTA 2."""
+    """A tiny run on the demo source (no CROHME needed): two recipes, two epochs, TTA 2."""
     out = subprocess.run(
         [sys.executable, str(SCRIPT), "--source", "demo", "--fraction", "0.25", "--epochs", "2",
          "--only", "baseline (today),shipped", "--tta", "2", "--out", str(tmp_path)],
