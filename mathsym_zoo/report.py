@@ -191,26 +191,47 @@ def is_spread(rows: Sequence[dict[str, Any]]) -> bool:
     return bool(rows) and "top1_sd" in rows[0]
 
 
-def spread_cell(row: dict[str, Any], key: str, kind: str) -> str:
-    """``mean ± sd (min-max)`` for a score, ``mean ± sd`` for a cost, the value itself otherwise."""
+def spread_cell(row: dict[str, Any], key: str, kind: str, ranges: bool = True) -> str:
+    """``mean ± sd (min-max)`` for a score (without ``ranges``: ``mean ± sd``), ``mean ± sd`` for a cost,
+    the value itself otherwise."""
     if kind not in ("pct", "dur") or _missing(row.get(key)):
         return fmt(row.get(key), kind)
     sd = "" if _missing(row.get(f"{key}_sd")) else f" ± {fmt(row[f'{key}_sd'], kind)}"
-    if kind == "dur":
+    if kind == "dur" or not ranges:
         return fmt(row[key], kind) + sd
     return f"{fmt(row[key], kind)}{sd} ({fmt(row.get(f'{key}_min'), kind)}-{fmt(row.get(f'{key}_max'), kind)})"
 
 
-def spread_table(rows: Sequence[dict[str, Any]], title: str = "spread over seeds"):
-    """A multi-seed comparison as a rich table (the terminal's leaderboard)."""
+#: The narrow (80-column) form of the multi-seed leaderboard: two tables, mean ± sd without min-max.
+_SPREAD_NARROW = (("rank", "model", "seeds", "top1", "vs_best_seeds", "balanced_accuracy"),
+                  ("model", "macro_f1", "top5", "train_time_s"))
+_SPREAD_SHORT = {"vs_best_seeds": "vs #1", "balanced_accuracy": "bal.acc", "train_time_s": "train"}
+
+
+def spread_table(rows: Sequence[dict[str, Any]], title: str = "spread over seeds", *, width: int | None = None):
+    """A multi-seed comparison as rich tables (the terminal's leaderboard): one table with min-max
+    when ``width`` allows (>= 150 columns), else two that fit 80 columns, min-max left to the
+    report and ``results-seeds.csv``."""
+    from rich.console import Group
+
+    if width is None or width >= 150:
+        return _spread_part(rows, SPREAD_COLUMNS, title, SPREAD_CAPTION, ranges=True)
+    narrow = [tuple(c for c in SPREAD_COLUMNS if c[0] in keys) for keys in _SPREAD_NARROW]
+    caption = SPREAD_CAPTION.replace(" (min-max)", "") + " Min-max: the report and results-seeds.csv."
+    return Group(_spread_part(rows, narrow[0], title, caption, ranges=False),
+                 _spread_part(rows, narrow[1], None, None, ranges=False))
+
+
+def _spread_part(rows, columns, title, caption, ranges: bool):
     from rich import box
     from rich.table import Table
 
-    table = Table(title=title, caption=SPREAD_CAPTION, caption_justify="left", box=box.SIMPLE_HEAVY)
-    for _, header, kind in SPREAD_COLUMNS:
-        table.add_column(header, justify="left" if kind == "str" else "right")
+    table = Table(title=title, caption=caption, caption_justify="left", box=box.SIMPLE_HEAVY, pad_edge=ranges)
+    for key, header, kind in columns:
+        table.add_column(header if ranges else _SPREAD_SHORT.get(key, header),
+                         justify="left" if kind == "str" else "right", no_wrap=not ranges)
     for r in rows:
-        table.add_row(*[spread_cell(r, k, kind) for k, _, kind in SPREAD_COLUMNS],
+        table.add_row(*[spread_cell(r, k, kind, ranges) for k, _, kind in columns],
                       style="bold green" if r.get("is_best") else None)
     return table
 

@@ -77,6 +77,14 @@ def test_report_and_terminal_show_the_spread(two_seeds):
     console.print(spread_table(result.rows))
     text = console.export_text()
     assert "seeds worse" in text and " ± " in text and result.rows[0]["model"] in text
+    assert f"({100 * result.rows[0]['top1_min']:.2f}-" in text  # min-max when wide
+
+    narrow = Console(width=80, record=True)
+    narrow.print(spread_table(result.rows, width=80))
+    text = narrow.export_text()
+    assert max(map(len, text.splitlines())) <= 80 and "…" not in text  # nothing cut at 80 columns
+    for row in result.rows:
+        assert row["model"] in text and f"{100 * row['top1']:.2f} ± " in text
 
 
 def test_resume_keeps_the_seed_count(two_seeds, monkeypatch):

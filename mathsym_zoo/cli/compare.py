@@ -96,7 +96,7 @@ def compare(
     n = result.rows[0]["n_test"] if result.rows else 0
     title = f"{job.source.name}: {len(result.rows)} models on the same {n} test images"
     if result.seeds > 1:
-        console.print(spread_table(result.rows, title=f"{title}, {result.seeds} seeds each"))
+        console.print(spread_table(result.rows, title=f"{title}, {result.seeds} seeds each", width=console.width))
     else:
         console.print(leaderboard_table(result.rows, title=title, width=console.width))
     if result.skipped:
