@@ -61,9 +61,20 @@ def online_steps(job) -> list[int]:
     return [i for i, step in enumerate(job.build_preprocessors()) if not is_offline(step)]
 
 
+def flat_recipe(raw: dict, job) -> dict:
+    """``raw`` with the job's resolved [train] (the source's own [sources.NAME.train] folded in), so
+    the baseline and each variant change the settings the shipped recipe really trains with."""
+    raw = copy.deepcopy(raw)
+    for table in raw.get("sources", {}).values():
+        if isinstance(table, dict):
+            table.pop("train", None)
+    raw["train"] = job.train.model_dump(mode="json")
+    return raw
+
+
 def recipes(raw: dict, shipped_job, ablation: bool) -> dict[str, dict]:
     """Name -> raw registry of each recipe to train."""
-    raw.setdefault("train", {})
+    raw = flat_recipe(raw, shipped_job)
     online = online_steps(shipped_job)
     base = copy.deepcopy(raw)
     base["train"].update(BASELINE_TRAIN)

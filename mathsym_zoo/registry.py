@@ -100,6 +100,17 @@ class TrainConfig(_Strict):
         return self
 
 
+#: [train] keys that say where results go, not how the model was trained.
+NOT_RECIPE = ("runs_dir", "comparisons_dir")
+
+
+def recipe_diff(train: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every ``[train]`` setting of a run that differs from the default: ``{key: {value, default}}``."""
+    defaults = TrainConfig().model_dump(mode="json")
+    return {k: {"value": v, "default": defaults.get(k)} for k, v in sorted(train.items())
+            if k not in NOT_RECIPE and (k not in defaults or defaults[k] != v)}
+
+
 class RegistryFile(_Strict):
     """The whole file. Component tables are checked against their plugins later."""
 
@@ -367,6 +378,55 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path.name} is not valid TOML: {exc}. Fix the syntax at that line.") from None
 
 
+def _pop_source_train(raw: dict[str, Any], label: str) -> dict[str, dict[str, Any]]:
+    """Remove each ``[sources.NAME.train]`` table from ``raw``; return them by source name."""
+    tables = {}
+    sources = raw.get("sources")
+    for name, table in (sources.items() if isinstance(sources, dict) else ()):
+        if isinstance(table, dict) and "train" in table:
+            train = table.pop("train")
+            if not isinstance(train, dict):
+                raise ConfigError(f"{label}: sources.{name}.train: expected a table of [train] settings, "
+                                  f"e.g. [sources.{name}.train] with epochs = 30")
+            tables[name] = train
+    return tables
+
+
+def _with_source_train(raw: dict[str, Any], overrides: list[str], source: str | None,
+                       label: str) -> dict[str, Any]:
+    """``raw`` with ``--set`` applied and the chosen source's ``[sources.NAME.train]`` merged.
+
+    A source may carry its own training settings (a big real set trains longer than
+    the demo) over the global ``[train]``; ``--set train.KEY`` still wins over both.
+    """
+    probe = copy.deepcopy(raw)  # overrides may change data.source or a source's train table
+    for assignment in overrides:
+        apply_override(probe, assignment)
+    data = probe.get("data")
+    name = source or (data.get("source") if isinstance(data, dict) else None) or DataConfig().source
+    tables = _pop_source_train(probe, label)
+    _check_source_train(tables, label)
+    merged = copy.deepcopy(raw)
+    _pop_source_train(merged, label)
+    base = merged.get("train", {})
+    if isinstance(base, dict) and name in tables:
+        merged["train"] = {**base, **tables[name]}
+    for assignment in overrides:
+        apply_override(merged, assignment)
+    _pop_source_train(merged, label)  # a --set sources.NAME.train.KEY is already in `tables`
+    return merged
+
+
+def _check_source_train(tables: dict[str, dict[str, Any]], label: str) -> None:
+    """Validate every source's train table on its own, so `check` catches unused ones too."""
+    for name, table in tables.items():
+        try:
+            TrainConfig.model_validate(table)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, prefix=f"sources.{name}.train", source=label,
+                                                      model_cls=TrainConfig)) from None
+
+
 def _resolve_component(plugins: PluginSet, kind: Kind, section: str, name: str, table: Any, source: str) -> Resolved:
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: {section}: expected a table of parameters, got {json.dumps(table, default=str)}")
@@ -411,8 +471,7 @@ def resolve(
         label = reg_path.name if reg_path else "registry"
         raw = copy.deepcopy(raw)
     root = Path(root) if root is not None else registry_root(reg_path) if reg_path else Path.cwd()
-    for assignment in overrides:
-        apply_override(raw, assignment)
+    raw = _with_source_train(raw, list(overrides), source, label)
     try:
         reg = RegistryFile.model_validate(raw)
     except ValidationError as exc:

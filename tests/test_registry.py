@@ -143,6 +143,25 @@ def test_overrides_and_source_switch():
         resolve(SHIPPED_REGISTRY, source="dem")
 
 
+def test_a_source_can_carry_its_own_train_settings(tmp_path):
+    """[sources.NAME.train] applies only when that source is used; --set train.KEY wins over it."""
+    path = tmp_path / "registry.toml"
+    path.write_text(BASE + "[sources.demo.train]\nepochs = 30\nbatch_size = 128\n"
+                    "[sources.small]\ntype = \"demo\"\nimages_per_class = 4\n[train]\nepochs = 5\nseed = 3\n")
+    job = resolve(path)
+    assert (job.train.epochs, job.train.batch_size, job.train.seed) == (30, 128, 3)
+    assert "train" not in job.source.params.model_dump()  # the table is not a source parameter
+    assert (resolve(path, source="small").train.epochs, resolve(path, source="small").train.batch_size) == (5, 64)
+    assert resolve(path, overrides=["train.epochs=2"]).train.epochs == 2
+    assert resolve(path, overrides=["data.source=small"]).train.epochs == 5
+    assert resolve(path, overrides=["sources.small.train.epochs=7"], source="small").train.epochs == 7
+    assert resolve(path, overrides=["sources.demo.train.epochs=7", "train.epochs=2"]).train.epochs == 2
+    with pytest.raises(ConfigError, match=r"sources.small.train.epochs: input should be greater than or equal to 1"):
+        resolve(path, overrides=["sources.small.train.epochs=0"])  # checked even when another source is used
+    with pytest.raises(ConfigError, match=r"sources.demo.train: expected a table"):
+        resolve(path, overrides=["sources.demo.train=3"])
+
+
 def test_bare_plugin_names_get_defaults():
     job = resolve(raw={"data": {"source": "demo"}})  # no [sources] table: the plugin with defaults
     assert job.source.type == "demo"
