@@ -20,25 +20,15 @@ from typing import Any, Callable
 import numpy as np
 
 from .machine import hardware
+from .registry import recipe_diff
 
 CARD_FORMAT = 1
-#: [train] keys that say where results go, not how the model was trained.
-NOT_RECIPE = ("runs_dir", "comparisons_dir")
 SIDES = ("train", "val", "test")
 #: Above this expected calibration error the card warns against reading probabilities literally.
 ECE_WARN = 0.05
 
 
 # -- pieces ------------------------------------------------------------------------------
-
-
-def recipe_diff(train: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every ``[train]`` setting of a run that differs from the default: ``{key: {value, default}}``."""
-    from .registry import TrainConfig
-
-    defaults = TrainConfig().model_dump(mode="json")
-    return {k: {"value": v, "default": defaults.get(k)} for k, v in sorted(train.items())
-            if k not in NOT_RECIPE and (k not in defaults or defaults[k] != v)}
 
 
 def class_counts(class_names, labels, split) -> list[dict[str, Any]]:

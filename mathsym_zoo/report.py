@@ -21,6 +21,7 @@ import numpy as np
 from . import figures as F
 from .fileio import atomic_write_text
 from .machine import hardware
+from .registry import recipe_diff
 
 #: Leaderboard columns: (key in a row, header, format).
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -240,8 +241,17 @@ def _spread_leaderboard(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The report template's leaderboard (``{columns, rows}``) for spread rows."""
     return {"columns": [{"header": h, "left": kind == "str"} for _, h, kind in SPREAD_COLUMNS],
             "rows": [{"best": bool(r.get("is_best")),
-                      "cells": [{"text": spread_cell(r, k, kind), "left": kind == "str"} for k, _, kind in SPREAD_COLUMNS]}
+                      "cells": [_spread_html_cell(r, k, kind) for k, _, kind in SPREAD_COLUMNS]}
                      for r in rows]}
+
+
+def _spread_html_cell(row: dict[str, Any], key: str, kind: str) -> dict[str, Any]:
+    """mean ± sd, with the min-max range on a second, smaller line (one line of all three
+    needed a horizontal scroll at 1200 px)."""
+    cell = {"text": spread_cell(row, key, kind, ranges=False), "left": kind == "str"}
+    if kind == "pct" and not _missing(row.get(key)):
+        cell["sub"] = f"{fmt(row.get(f'{key}_min'), kind)}-{fmt(row.get(f'{key}_max'), kind)}"
+    return cell
 
 
 # -- the rich leaderboard ------------------------------------------------------
@@ -456,6 +466,13 @@ def write_evaluation_report(folder: Path, evaluation, dataset, *, run=None) -> P
     return path
 
 
+def _training_text(train: dict[str, Any]) -> str:
+    """The shared [train] recipe: size and seed, then every setting that differs from its default."""
+    always = [f"{k}={train[k]}" for k in ("epochs", "batch_size", "seed") if k in train]
+    changed = [f"{k}={d['value']}" for k, d in recipe_diff(train).items() if k not in ("epochs", "batch_size", "seed")]
+    return ", ".join(always) + ("; " + ", ".join(changed) if changed else "; other settings at their defaults")
+
+
 def write_comparison_report(result) -> Path:
     """``report.html`` in a comparison folder, from a :class:`mathsym_zoo.compare.ComparisonResult`."""
     from .runs import Run
@@ -467,8 +484,7 @@ def write_comparison_report(result) -> Path:
         ("source", _source_text(manifest.get("source") or {}) if manifest.get("source") else manifest["source_entry"]["name"]),
         ("dataset key", str(manifest.get("dataset_key", ""))[:16]),
         ("split hash", str(manifest.get("split_hash", ""))[:16]),
-        ("training", ", ".join(f"{k}={train[k]}" for k in ("epochs", "batch_size", "optimizer", "learning_rate",
-                                                          "lr_schedule", "early_stopping_patience", "seed") if k in train)),
+        ("training", _training_text(train)),
         ("folder", str(folder)),
     ]
     hw = hardware()

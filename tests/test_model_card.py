@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mathsym_zoo import model_card as MC
+from mathsym_zoo.registry import recipe_diff
 from mathsym_zoo.runs import Run
 from test_train import make_job, tiny_dataset
 
@@ -60,7 +61,7 @@ def test_recipe_lists_exactly_the_settings_off_their_defaults(trained):
                                                   "learning_rate": {"value": 0.003, "default": 0.001}}
     text = result.run.model_card_path.read_text()
     assert "| `train.learning_rate` | 0.003 | 0.001 |" in text and "train.runs_dir" not in text
-    assert MC.recipe_diff({"epochs": 10, "optimizer": "sgd", "runs_dir": "elsewhere"}) == {
+    assert recipe_diff({"epochs": 10, "optimizer": "sgd", "runs_dir": "elsewhere"}) == {
         "optimizer": {"value": "sgd", "default": "adam"}}
 
 

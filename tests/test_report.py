@@ -111,7 +111,8 @@ def comparison(tmp_path_factory):
                          {n_: {"run_dir": str(folder / "runs" / n_)} for n_ in evaluations})
     manifest = {"source_entry": {"name": "demo", "type": "demo"}, "source": {"describe": "demo glyphs <v1>"},
                 "dataset_key": "k" * 64, "split_hash": "s" * 64, "models": list(evaluations),
-                "train": {"epochs": 3, "batch_size": 64}}
+                "train": {"epochs": 3, "batch_size": 64, "seed": 0, "optimizer": "adamw", "weight_decay": 0.05,
+                          "label_smoothing": 0.1, "class_weights": True, "learning_rate": 0.001, "runs_dir": "elsewhere"}}
     result = C.ComparisonResult(folder, rows, evaluations, rows[0]["model"], [], 1.0, manifest, ds)
     path = write_comparison_report(result)
     return path, rows, evaluations
@@ -132,6 +133,10 @@ def test_comparison_report_parses_and_images_are_valid(comparison):
     html = path.read_text()
     assert "&lt;b&gt;" in html and "table.sortable" in html
     assert "http://" not in html and "https://" not in html  # self-contained
+    # The header names the whole shared recipe: every setting away from its default, none at it.
+    assert "epochs=3, batch_size=64, seed=0; class_weights=True, label_smoothing=0.1, optimizer=adamw, " \
+           "weight_decay=0.05" in text
+    assert "learning_rate" not in text and "runs_dir" not in text
 
 
 def test_evaluation_report(tmp_path, comparison):
