@@ -73,6 +73,8 @@ def test_report_and_terminal_show_the_spread(two_seeds):
     job, ds, result = two_seeds
     page = result.report_path.read_text()
     assert "McNemar per seed" in page and " ± " in page and "seeds worse" in page and "2 seeds" in page
+    row = result.rows[0]  # the range sits on its own line under mean ± sd (one line needed a scroll)
+    assert f'<br><small class="range">{100 * row["top1_min"]:.2f}-{100 * row["top1_max"]:.2f}</small>' in page
     console = Console(width=200, record=True)
     console.print(spread_table(result.rows))
     text = console.export_text()
