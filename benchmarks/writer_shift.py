@@ -6,10 +6,12 @@ writer of the test side is seen in training) with
 
 - **baseline**: the recipe shipped before issue 18 (adam 1e-3, constant rate, no
   augmentation, no class weights, no label smoothing, no EMA, 10 epochs);
-- **shipped**: the registry's ``[train]`` and online ``[[preprocessing]]`` steps;
+- **shipped**: the registry's ``[train]`` (with the source's own ``[sources.NAME.train]``)
+  and online ``[[preprocessing]]`` steps;
 - **ablation**: the shipped recipe without each piece that differs from the
   baseline (leave one out: optimizer and weight decay, schedule, class weights,
-  label smoothing, EMA, each online augmentation step), same epochs as shipped;
+  undoing them at inference, label smoothing, EMA, the longer training, each online
+  augmentation step), every other setting as shipped;
 - **TTA**: the shipped model evaluated with ``--tta N`` (no training),
 
 all in one run, and prints top-1, macro recall (balanced accuracy) and training
@@ -42,13 +44,15 @@ sys.path.insert(0, str(ROOT))
 
 #: The recipe of the registry before issue 18 ("today's recipe"); every other [train] key as shipped.
 BASELINE_TRAIN = {"optimizer": "adam", "learning_rate": 1e-3, "weight_decay": 0.0, "lr_schedule": "constant",
-                  "class_weights": False, "label_smoothing": 0.0, "ema": 0.0, "epochs": 10,
-                  "early_stopping_patience": 3}
+                  "class_weights": False, "undo_class_weights": False, "label_smoothing": 0.0, "ema": 0.0,
+                  "epochs": 10, "early_stopping_patience": 3}
 #: Recipe pieces for the leave-one-out ablation: the [train] keys that make each one.
 PIECES = {
     "optimizer / weight decay": ("optimizer", "weight_decay"),
     "lr schedule": ("lr_schedule", "warmup_epochs", "learning_rate"),
-    "class weights": ("class_weights", "class_weight_power"),
+    "class weights": ("class_weights", "class_weight_power", "undo_class_weights"),
+    "undoing class weights at inference": ("undo_class_weights",),
+    "longer training": ("epochs",),
     "label smoothing": ("label_smoothing",),
     "EMA of weights": ("ema",),
 }

@@ -457,6 +457,8 @@ def load_keras_model(path: Path, plugins=None):
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: not a Keras model file (a .keras file is a zip archive; this one is not). "
                         "Pass a file written by mathsym-zoo or keras.Model.save")
+    from . import model_layers  # noqa: F401  (registers the core's layers, e.g. ClassPrior)
+
     (plugins or PluginSet()).register_keras_classes()
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)

@@ -129,6 +129,20 @@ def test_export_round_trip_with_labels_and_metadata(tiny, tmp_path, fmt, quantiz
     assert not list(tmp_path.glob(".export.*"))  # no temporary folders left
 
 
+def test_a_model_with_the_class_prior_layer_exports_to_every_format(tmp_path):
+    """undo_class_weights adds ClassPrior to the saved model; every export applies it like Keras."""
+    from mathsym_zoo.data.pipeline import wrap_model
+
+    model = wrap_model(H.small_cnn(H.INPUT_SHAPE, len(CLASSES)), H.INPUT_SHAPE, (), class_prior=[1.5, 0.0, -1.5])
+    run_dir = H.write_run(tmp_path / "run", model, CLASSES)
+    batch = synthetic_inputs((45, 45, 1), n=16)
+    reference = keras_probs(run_dir, batch)
+    for fmt in ("saved_model", "tflite", "onnx"):
+        result = export(run_dir, fmt, None, tmp_path / fmt, check=batch)
+        np.testing.assert_allclose(reload_probs(result, batch), reference, atol=TOLERANCE[(fmt, None)][0],
+                                   err_msg=fmt)
+
+
 def test_bad_arguments_and_existing_output(tiny, tmp_path):
     with pytest.raises(ConfigError, match="TFLite only"):
         export(tiny, "saved_model", "dynamic", tmp_path / "a")

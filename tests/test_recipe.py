@@ -65,6 +65,7 @@ def job_for(root: Path, *overrides: str, **train):
     ({"ema": 1.0}, "less than 1"),
     ({"class_weight_power": 0}, "greater than 0"),
     ({"lr_schedule": "warmup"}, "'warmup-cosine'"),
+    ({"undo_class_weights": True}, "undo_class_weights undoes class_weights at inference: set class_weights = true"),
 ])
 def test_recipe_settings_are_validated(tmp_path, settings, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
@@ -113,6 +114,63 @@ def test_class_weights_inverse_and_square_root():
         assert sum(w[c] * n for c, n in enumerate((90, 9, 1, 0))) == pytest.approx(100)  # mean weight 1 per image
         assert w[3] == 0 and w[0] < w[1] < w[2]
     assert inverse[2] / inverse[0] == pytest.approx(90) and root[2] / root[0] == pytest.approx(90 ** 0.5)
+
+
+# -- undoing the class weights at inference -------------------------------------------------------
+
+
+def skewed_dataset(path, size=12) -> Dataset:
+    """Brightness encodes the class, with a common class (0) beside rare ones (80/40/20/20 images)."""
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1, 2, 3], [80, 40, 20, 20])
+    images = (rng.random((len(labels), size, size)) * 60 + labels[:, None, None] * 45).astype(np.uint8)
+    return Dataset.from_arrays(images, labels, [f"s{c}" for c in range(4)], path=path, key="skewed",
+                               source={"name": "skewed"}, preprocessing=[])
+
+
+def test_class_prior_layer_is_identity_in_training_and_shifts_log_probabilities_at_inference():
+    from mathsym_zoo.model_layers import ClassPrior, prior_shift
+
+    p = np.array([[0.6, 0.3, 0.1, 0.0]], np.float32)
+    layer = ClassPrior([0.5, 0.0, -0.5, 1.0])
+    np.testing.assert_array_equal(np.asarray(layer(p, training=True)), p)
+    expected = np.array([0.6 * np.exp(0.5), 0.3, 0.1 * np.exp(-0.5), 0.0])
+    np.testing.assert_allclose(np.asarray(layer(p, training=False))[0], expected / expected.sum(), rtol=1e-5, atol=1e-12)
+    # -log(weight), centred; a class without training images gets the lowest shift of the others.
+    weights = class_weights(np.array([0] * 90 + [1] * 9 + [2] * 1), 4, power=0.5)
+    shift = prior_shift(weights, 4)
+    assert shift[0] - shift[2] == pytest.approx(0.5 * np.log(90)) and shift[3] == min(shift[:3])
+    assert sum(shift[:3]) == pytest.approx(0)
+    with pytest.raises(ValueError, match="finite"):
+        ClassPrior([0.0, float("inf")])
+
+
+def test_undo_class_weights_saves_a_model_that_predicts_with_the_data_prior(tmp_path):
+    """The saved model (loaded with safe_mode=True) is the weighted model plus the fixed shift, which
+    has no weights: the same weight tensors as without it, so resume and --init-from are unchanged."""
+    import keras
+
+    from mathsym_zoo.model_layers import prior_shift
+    from mathsym_zoo.runs import load_keras_model
+    from mathsym_zoo.training import train_model
+
+    ds = skewed_dataset(tmp_path / "data")
+    plain = train_model(job_for(tmp_path / "a", epochs=2, class_weights=True), "tiny", dataset=ds)
+    undone = train_model(job_for(tmp_path / "b", epochs=2, class_weights=True, undo_class_weights=True), "tiny",
+                         dataset=ds)
+    model = load_keras_model(Run(undone.run_dir).best_path)
+    train = Run(undone.run_dir).training_data(dataset=ds)[1].indices["train"]
+    expected_shift = prior_shift(class_weights(ds.labels[train], 4, power=1.0), 4)
+    assert model.get_layer("class_prior").shift == pytest.approx(expected_shift)
+    assert expected_shift[0] > expected_shift[3]  # the common class is raised back
+    for mine, theirs in zip(model.get_weights(), load_keras_model(Run(plain.run_dir).best_path).get_weights()):
+        np.testing.assert_array_equal(mine, theirs)  # same training (the layer is identity there)
+    images = np.asarray(ds.images).astype("float32")
+    weighted = keras.Model(model.inputs, model.get_layer("class_prior").input).predict(images, verbose=0)
+    logits = np.log(np.maximum(weighted, 1e-30)) + np.array(expected_shift)
+    want = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(model.predict(images, verbose=0), want / want.sum(axis=1, keepdims=True),
+                               rtol=1e-4, atol=1e-6)
 
 
 # -- EMA of weights -------------------------------------------------------------------------------

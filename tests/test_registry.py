@@ -162,6 +162,13 @@ def test_a_source_can_carry_its_own_train_settings(tmp_path):
         resolve(path, overrides=["sources.demo.train=3"])
 
 
+def test_shipped_crohme_trains_longer_than_the_demo():
+    """The demo job stays under 3 minutes; the real set gets the longer schedule."""
+    demo, crohme = resolve(SHIPPED_REGISTRY, source="demo"), resolve(SHIPPED_REGISTRY, source="crohme")
+    assert crohme.train.epochs > demo.train.epochs
+    assert crohme.train.model_dump(exclude={"epochs"}) == demo.train.model_dump(exclude={"epochs"})
+
+
 def test_bare_plugin_names_get_defaults():
     job = resolve(raw={"data": {"source": "demo"}})  # no [sources] table: the plugin with defaults
     assert job.source.type == "demo"

@@ -46,6 +46,7 @@ def test_shipped_recipe_differs_from_the_baseline_and_each_ablation_removes_one_
 
     ablations = {k for k in plan if k.startswith("without ")}
     assert ablations == {"without optimizer / weight decay", "without lr schedule", "without class weights",
+                         "without undoing class weights at inference", "without longer training",
                          "without label smoothing", "without random_affine", "without random_erasing"}
     for name in ablations:
         variant = plan[name]

@@ -101,14 +101,18 @@ def build_online_layers(job) -> list:
     return [p.keras_layer() for p in job.build_preprocessors() if not is_offline(p)]
 
 
-def wrap_model(arch_model, input_shape: Sequence[int], online_layers: Iterable = (), *, name: str | None = None):
+def wrap_model(arch_model, input_shape: Sequence[int], online_layers: Iterable = (), *, name: str | None = None,
+               class_prior: Sequence[float] | None = None):
     """The model that is trained, saved and exported: raw 0-255 float input ->
-    ``Rescaling(1/255)`` -> online preprocessing layers -> architecture -> float32 softmax.
+    ``Rescaling(1/255)`` -> online preprocessing layers -> architecture -> float32 softmax
+    [-> ``ClassPrior(class_prior)``: undoes class-weighted training at inference].
 
     A float32 output layer is appended when the architecture computes in another
     dtype (mixed precision), so losses and predictions stay float32.
     """
     import keras
+
+    from ..model_layers import ClassPrior
 
     inputs = keras.Input(shape=tuple(int(d) for d in input_shape), dtype="float32", name="image")
     x = keras.layers.Rescaling(1.0 / 255, name="scale_0_1")(inputs)
@@ -117,4 +121,6 @@ def wrap_model(arch_model, input_shape: Sequence[int], online_layers: Iterable =
     x = arch_model(x)
     if keras.backend.standardize_dtype(x.dtype) != "float32":
         x = keras.layers.Activation("linear", dtype="float32", name="output_float32")(x)
+    if class_prior is not None:
+        x = ClassPrior(class_prior, dtype="float32", name="class_prior")(x)
     return keras.Model(inputs, x, name=name or arch_model.name)

@@ -23,6 +23,7 @@ from ..components import call_factory
 from ..errors import ConfigError, DataError, ZooError
 from ..machine import git_revision, versions
 from ..model_card import write_model_card
+from ..model_layers import prior_shift
 from ..registry import Job, TrainConfig
 from ..runs import Run, new_run_path
 from . import callbacks as cb
@@ -227,7 +228,9 @@ def _build_model(s: _Setup, init_from: Run | None):
     with s.strategy.scope():
         arch = call_factory(s.entry.component, s.entry.params, s.dataset.input_shape, s.dataset.num_classes)
         check_architecture(s.entry.component, arch, s.dataset.input_shape, s.dataset.num_classes)
-        model = wrap_model(arch, s.dataset.input_shape, build_online_layers(s.job), name=s.entry.name)
+        prior = prior_shift(_class_weights(s), s.dataset.num_classes) if cfg.undo_class_weights else None
+        model = wrap_model(arch, s.dataset.input_shape, build_online_layers(s.job), name=s.entry.name,
+                           class_prior=prior)
         if cfg.label_smoothing > 0:
             loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
         else:
@@ -275,14 +278,19 @@ def _callbacks(s: _Setup, extra: Sequence) -> tuple[list, cb.ResumableEarlyStopp
     return out + list(extra), stopper
 
 
+def _class_weights(s: _Setup) -> dict[int, float]:
+    """Loss weight per class from the training side's counts (``class_weights``)."""
+    labels = np.asarray(s.dataset.labels)[s.split.indices["train"]]
+    return class_weights(labels, s.dataset.num_classes, s.job.train.class_weight_power)
+
+
 def _fit(s: _Setup, model, pipe, val_ds, callbacks: list, loop) -> None:
     cfg = s.job.train
     initial_epoch = int(s.state["epochs_done"])
     train_ds = pipe.train(s.split.indices["train"], batch_size=cfg.batch_size, seed=cfg.seed, epochs=cfg.epochs,
                           initial_epoch=initial_epoch, drop_remainder=s.drop_remainder,
                           shard_data=s.plan.strategy == "multi-worker")
-    weights = class_weights(np.asarray(s.dataset.labels)[s.split.indices["train"]], s.dataset.num_classes,
-                            cfg.class_weight_power) if cfg.class_weights else None
+    weights = _class_weights(s) if cfg.class_weights else None
     fit = loop.fit if loop is not None else (lambda ds, **kw: model.fit(ds, shuffle=False, verbose=0, **kw))
     fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
         steps_per_epoch=s.steps, class_weight=weights, callbacks=callbacks)
