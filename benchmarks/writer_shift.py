@@ -188,7 +188,8 @@ def describe(job) -> str:
     steps = [p.type for p in job.preprocessing]
     return (f"{t.optimizer} lr {t.learning_rate:g} wd {t.weight_decay:g}, {t.lr_schedule}, epochs {t.epochs}, "
             f"class weights {t.class_weights and t.class_weight_power}"
-            f"{' (undone at inference)' if t.undo_class_weights else ''}, smoothing {t.label_smoothing:g}, "
+            f"{f' (undone at inference: {t.undo_class_weights:g})' if t.undo_class_weights else ''}, "
+            f"smoothing {t.label_smoothing:g}, "
             f"ema {t.ema:g}, steps {'+'.join(steps)}")
 
 

@@ -50,13 +50,15 @@ class ClassPrior(keras.layers.Layer):
         return {**super().get_config(), "shift": list(self.shift)}
 
 
-def prior_shift(weights: dict[int, float], num_classes: int) -> list[float]:
-    """The log-shift that undoes per-class loss weights ``weights`` (``-log w``, centred at 0).
+def prior_shift(weights: dict[int, float], num_classes: int, strength: float = 1.0) -> list[float]:
+    """The log-shift that undoes per-class loss weights ``weights`` (``-strength * log w``, centred at 0).
 
+    ``strength`` 1 returns predictions to the training set's class frequencies; a share below
+    1 stops part-way, between the weighted model's macro recall and the unweighted one's top-1.
     A class without training images (weight 0) gets the lowest shift of the others:
     nothing taught the model to predict it, and nothing here should raise it.
     """
-    present = {c: -math.log(w) for c, w in weights.items() if w > 0}
+    present = {c: -strength * math.log(w) for c, w in weights.items() if w > 0}
     if not present:
         return [0.0] * num_classes
     mean = sum(present.values()) / len(present)

@@ -80,9 +80,10 @@ class TrainConfig(_Strict):
     class_weights: bool = Field(False, description="weight the loss by inverse class frequency (see class_weight_power)")
     class_weight_power: float = Field(1.0, gt=0, le=1, description="class weight = count ** -power; 0.5 = square-root "
                                       "inverse frequency, gentler on very rare classes")
-    undo_class_weights: bool = Field(False, description="with class_weights: the saved model adds the weights' log "
-                                     "back to its outputs at inference (identity in training), so predictions follow the "
-                                     "training set's class frequencies: top-1 up, macro recall down")
+    undo_class_weights: float = Field(0.0, ge=0, le=1, description="with class_weights: the saved model adds the "
+                                      "weights' log back to its outputs at inference (identity in training), so "
+                                      "predictions follow the training set's class frequencies: top-1 up, macro recall "
+                                      "down. true = 1 (all of it); a share in between (0.5) adds back that much")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     ema: float = Field(0.0, ge=0, lt=1, description="exponential moving average of the weights (momentum per step, "
                        "e.g. 0.999); 0 = off. Validation, best.keras and last.keras use the averaged weights")

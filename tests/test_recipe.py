@@ -66,10 +66,17 @@ def job_for(root: Path, *overrides: str, **train):
     ({"class_weight_power": 0}, "greater than 0"),
     ({"lr_schedule": "warmup"}, "'warmup-cosine'"),
     ({"undo_class_weights": True}, "undo_class_weights undoes class_weights at inference: set class_weights = true"),
+    ({"class_weights": True, "undo_class_weights": 1.5}, "less than or equal to 1"),
 ])
 def test_recipe_settings_are_validated(tmp_path, settings, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         job_for(tmp_path, **settings)
+
+
+@pytest.mark.parametrize("value, share", [(True, 1.0), (False, 0.0), (0.75, 0.75)])
+def test_undo_class_weights_is_all_none_or_a_share(tmp_path, value, share):
+    """true/false as before; a share in [0, 1] adds back that much of the weights' log."""
+    assert job_for(tmp_path, class_weights=True, undo_class_weights=value).train.undo_class_weights == share
 
 
 def test_warmup_then_cosine():
@@ -141,6 +148,7 @@ def test_class_prior_layer_is_identity_in_training_and_shifts_log_probabilities_
     shift = prior_shift(weights, 4)
     assert shift[0] - shift[2] == pytest.approx(0.5 * np.log(90)) and shift[3] == min(shift[:3])
     assert sum(shift[:3]) == pytest.approx(0)
+    assert prior_shift(weights, 4, strength=0.75) == pytest.approx([0.75 * v for v in shift])
     with pytest.raises(ValueError, match="finite"):
         ClassPrior([0.0, float("inf")])
 
@@ -171,6 +179,10 @@ def test_undo_class_weights_saves_a_model_that_predicts_with_the_data_prior(tmp_
     want = np.exp(logits - logits.max(axis=1, keepdims=True))
     np.testing.assert_allclose(model.predict(images, verbose=0), want / want.sum(axis=1, keepdims=True),
                                rtol=1e-4, atol=1e-6)
+    half = train_model(job_for(tmp_path / "c", epochs=1, class_weights=True, undo_class_weights=0.5), "tiny",
+                       dataset=ds)
+    shift = load_keras_model(Run(half.run_dir).best_path).get_layer("class_prior").shift
+    assert shift == pytest.approx([0.5 * v for v in expected_shift])  # a share adds back that much
 
 
 # -- EMA of weights -------------------------------------------------------------------------------

@@ -228,7 +228,8 @@ def _build_model(s: _Setup, init_from: Run | None):
     with s.strategy.scope():
         arch = call_factory(s.entry.component, s.entry.params, s.dataset.input_shape, s.dataset.num_classes)
         check_architecture(s.entry.component, arch, s.dataset.input_shape, s.dataset.num_classes)
-        prior = prior_shift(_class_weights(s), s.dataset.num_classes) if cfg.undo_class_weights else None
+        prior = (prior_shift(_class_weights(s), s.dataset.num_classes, cfg.undo_class_weights)
+                 if cfg.undo_class_weights else None)
         model = wrap_model(arch, s.dataset.input_shape, build_online_layers(s.job), name=s.entry.name,
                            class_prior=prior)
         if cfg.label_smoothing > 0:
