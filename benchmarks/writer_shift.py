@@ -12,15 +12,20 @@ writer of the test side is seen in training) with
   baseline (leave one out: optimizer and weight decay, schedule, class weights,
   undoing them at inference, label smoothing, EMA, the longer training, each online
   augmentation step), every other setting as shipped;
-- **TTA**: the shipped model evaluated with ``--tta N`` (no training),
+- **TTA**: the shipped model evaluated with ``--tta N`` (no training);
+- **seeds** (``--seeds N``): the shipped recipe trained N times (``train.seed`` + 0..N-1),
+  each seed's scores, their mean, and the seeds averaged into one prediction (the
+  mean of their probabilities, what ``mathsym-zoo ensemble`` saves as one model),
+  whose training minutes are the sum of the seeds',
 
 all in one run, and prints top-1, macro recall (balanced accuracy) and training
 minutes of each, on the test side (writers never seen)::
 
-    python benchmarks/writer_shift.py [--quick] [--model mobilenet-head] [--no-ablation] [--tta 8]
+    python benchmarks/writer_shift.py [--quick] [--model mobilenet-head] [--no-ablation] [--tta 8] [--seeds 3]
 
 ``--quick`` checks that it works: a third of the images (all writers), 3 epochs.
-The last three lines are the shipped recipe's headline figures::
+The last three lines are the shipped recipe's headline figures (with ``--seeds N``, of its
+N seeds averaged; the ablation and TTA then use seed 0)::
 
     top-1 unseen writers: 0.951
     macro recall unseen writers: 0.862
@@ -34,7 +39,6 @@ import copy
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -120,11 +124,18 @@ def writer_check(dataset, split) -> str:
     return text + ("" if shared == 0 and groups["test"] else "  <-- NOT writer-disjoint: check the source's group_file")
 
 
-def score(run_dir: Path, dataset, test: np.ndarray, tta: int = 1) -> dict:
+def evaluation(run_dir: Path, dataset, test: np.ndarray, tta: int = 1):
     from mathsym_zoo.evaluate import evaluate_model, load_model
 
-    m = evaluate_model(load_model(run_dir), dataset, test, latency_repeats=1, tta=tta).metrics
+    return evaluate_model(load_model(run_dir), dataset, test, latency_repeats=1, tta=tta)
+
+
+def scores(m: dict) -> dict:
     return {"top1": m["top1"], "macro_recall": m["balanced_accuracy"], "macro_f1": m["macro_f1"]}
+
+
+def score(run_dir: Path, dataset, test: np.ndarray, tta: int = 1) -> dict:
+    return scores(evaluation(run_dir, dataset, test, tta).metrics)
 
 
 def main() -> int:
@@ -138,6 +149,7 @@ def main() -> int:
     ap.add_argument("--no-ablation", dest="ablation", action="store_false")
     ap.add_argument("--only", default=None, help="comma-separated recipe names to train (e.g. 'baseline (today),shipped')")
     ap.add_argument("--tta", type=int, default=8, help="also score the shipped model with N test-time variants (1: off)")
+    ap.add_argument("--seeds", type=int, default=1, help="train the shipped recipe with N seeds and average them")
     ap.add_argument("--out", default=None, help="folder for the runs (default: a temporary folder, kept)")
     args = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -171,16 +183,46 @@ def main() -> int:
             recipe_raw["train"]["epochs"] = epochs  # warm-up is capped at half the epochs
         job = resolve(reg_path, raw=recipe_raw, source=args.source)
         print(f"training {name}: {describe(job)}", flush=True)
-        started = time.perf_counter()
+        if name == "shipped" and args.seeds > 1:
+            results.update(train_seeds(job, args, dataset, test, out))
+            continue
         result = train_model(job, args.model, run_dir=out / "runs" / slug(name), dataset=dataset)
-        minutes = float(result.metrics.get("train_seconds", time.perf_counter() - started)) / 60
-        results[name] = {**score(result.run_dir, dataset, test), "minutes": minutes, "epochs": result.epochs}
+        results[name] = {**score(result.run_dir, dataset, test), **cost(result)}
         print(f"  {line(name, results[name])}", flush=True)
         if name == "shipped" and args.tta > 1:
-            results[f"shipped + TTA {args.tta}"] = {**score(result.run_dir, dataset, test, args.tta),
-                                                    "minutes": minutes, "epochs": result.epochs}
+            results[f"shipped + TTA {args.tta}"] = {**score(result.run_dir, dataset, test, args.tta), **cost(result)}
     report(results, len(test), out)
     return 0
+
+
+def cost(result) -> dict:
+    return {"minutes": float(result.metrics["train_seconds"]) / 60, "epochs": result.epochs}
+
+
+def train_seeds(job, args, dataset, test: np.ndarray, out: Path) -> dict[str, dict]:
+    """The shipped recipe with ``args.seeds`` seeds: each seed's row (the first also with TTA), their
+    mean, and the seeds averaged (the headline), whose minutes are the sum of the seeds'."""
+    from mathsym_zoo.seeds import seed_ensemble_scores, seeded
+    from mathsym_zoo.training import train_model
+
+    rows, singles, evals = {}, [], []
+    for k in range(args.seeds):
+        result = train_model(seeded(job, k), args.model, run_dir=out / "runs" / "shipped" / f"seed-{k}",
+                             dataset=dataset)
+        evals.append(evaluation(result.run_dir, dataset, test))
+        name = f"shipped, seed {job.train.seed + k}"
+        rows[name] = {**scores(evals[-1].metrics), **cost(result)}
+        singles.append(rows[name])
+        print(f"  {line(name, rows[name])}", flush=True)
+        if k == 0 and args.tta > 1:
+            rows[f"{name} + TTA {args.tta}"] = {**score(result.run_dir, dataset, test, args.tta), **cost(result)}
+    mean = {key: float(np.mean([r[key] for r in singles])) for key in ("top1", "macro_recall", "macro_f1", "minutes")}
+    rows[f"shipped, mean of {args.seeds} seeds"] = {**mean, "epochs": singles[0]["epochs"]}
+    name = f"shipped, {args.seeds} seeds averaged"
+    rows[name] = {**scores(seed_ensemble_scores(evals)), "minutes": sum(r["minutes"] for r in singles),
+                  "epochs": f"{args.seeds} x {singles[0]['epochs']}"}
+    print(f"  {line(name, rows[name])}", flush=True)
+    return rows
 
 
 def describe(job) -> str:
@@ -206,15 +248,17 @@ def report(results: dict[str, dict], n_test: int, out: Path) -> None:
     print(f"\nrecipes on {n_test} test images of writers never seen (runs in {out}):")
     for name, r in results.items():
         print("  " + line(name, r))
-    shipped = results.get("shipped")
+    single = results.get("shipped") or next((r for k, r in results.items() if k.startswith("shipped, seed ")
+                                             and "TTA" not in k), None)
+    shipped = next((r for k, r in results.items() if k.endswith("seeds averaged")), single)
     if shipped is None:
         return
     ablated = {k: v for k, v in results.items() if k.startswith("without ")}
     if ablated:
-        print("\nablation (what each piece adds: shipped minus the recipe without it, in points):")
+        print("\nablation (what each piece adds: one shipped model minus the recipe without it, in points):")
         for name, r in ablated.items():
-            print(f"  {name[len('without '):]:<30} top-1 {100 * (shipped['top1'] - r['top1']):+.2f}  "
-                  f"macro recall {100 * (shipped['macro_recall'] - r['macro_recall']):+.2f}")
+            print(f"  {name[len('without '):]:<30} top-1 {100 * (single['top1'] - r['top1']):+.2f}  "
+                  f"macro recall {100 * (single['macro_recall'] - r['macro_recall']):+.2f}")
     base = results.get("baseline (today)")
     if base is not None:
         print(f"\nratio top-1 shipped/baseline: {shipped['top1'] / base['top1']:.3f}")

@@ -12,6 +12,7 @@ in its own run folder of one comparison folder::
       results.csv         one row per model, every leaderboard column + split hash + source identity
                           (several seeds: mean, sd, min, max of each score)
       results-seeds.csv   several seeds only: one row per model and seed
+                          (and results.json's seed_ensembles: each model's seeds averaged)
       report.html         the self-contained report
 
 Because all models see the same test images, each is compared with the best by
@@ -39,7 +40,7 @@ from .machine import hardware
 from .model_card import write_model_card
 from .registry import TrainConfig
 from .runs import Run
-from .seeds import SPREAD_CSV_COLUMNS, seed_run_dir, seeded, spread_rows
+from .seeds import SPREAD_CSV_COLUMNS, seed_ensemble_scores, seed_run_dir, seeded, spread_rows
 
 FORMAT = 1
 MANIFEST = "comparison.json"
@@ -70,6 +71,7 @@ class ComparisonResult:
     dataset: Any = dataclasses.field(default=None, repr=False)
     seeds: int = 1  # several: ``rows`` are spreads over seeds (mathsym_zoo.seeds), ``evaluations`` seed 0's
     seed_rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # every seed's leaderboard rows
+    ensembles: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # model -> its seeds' mean
 
     @property
     def report_path(self) -> Path:
@@ -246,9 +248,11 @@ def _csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str] = CSV_COLUM
 
 
 def write_results(folder: Path, manifest: dict[str, Any], rows: list[dict[str, Any]], *, status: str,
-                  wall_time_s: float | None = None, seed_rows: list[dict[str, Any]] | None = None) -> None:
+                  wall_time_s: float | None = None, seed_rows: list[dict[str, Any]] | None = None,
+                  ensembles: dict[str, dict[str, Any]] | None = None) -> None:
     """``results.json`` and ``results.csv``, atomically; with ``seed_rows`` (several seeds) ``rows`` are
-    spreads, and ``results-seeds.csv`` holds one row per model and seed."""
+    spreads, ``results-seeds.csv`` holds one row per model and seed, and ``ensembles`` the scores of
+    each model's seeds averaged (:func:`mathsym_zoo.seeds.seed_ensemble_scores`)."""
     src = manifest.get("source") or {}
     # The source's describe() fields in one cell; the fingerprint has its own column.
     details = ", ".join(f"{k}={v}" for k, v in src.items() if k != "fingerprint" and not isinstance(v, (dict, list)))
@@ -272,6 +276,7 @@ def write_results(folder: Path, manifest: dict[str, Any], rows: list[dict[str, A
         "ci": "Wilson score interval, 95%", "train": manifest.get("train"), "hardware": hardware(),
         "wall_time_s": wall_time_s, "seeds": manifest.get("seeds", 1), "rows": rows,
         **({"seed_rows": seed_rows} if seed_rows else {}),
+        **({"seed_ensembles": ensembles} if ensembles else {}),
     })
     atomic_write_text(folder / "results.csv", _csv_text(rows, SPREAD_CSV_COLUMNS if seed_rows else CSV_COLUMNS))
     if seed_rows:
@@ -341,10 +346,12 @@ def compare(job, model_names: Sequence[str] | None = None, *, out_dir: str | Pat
             rows, seed_rows = _rows(job, per_seed, train_info, extra)
             write_results(folder, manifest, rows, status="running", seed_rows=seed_rows)
 
+    ensembles = {name: seed_ensemble_scores([evals[name] for evals in per_seed]) for name in names} if seeds > 1 else {}
     wall = time.perf_counter() - started
-    write_results(folder, manifest, rows, status="finished", wall_time_s=wall, seed_rows=seed_rows)
+    write_results(folder, manifest, rows, status="finished", wall_time_s=wall, seed_rows=seed_rows,
+                  ensembles=ensembles)
     return ComparisonResult(folder, rows, per_seed[0], rows[0]["model"] if rows else None, skipped, wall, manifest,
-                            dataset, seeds, seed_rows or [])
+                            dataset, seeds, seed_rows or [], ensembles)
 
 
 def _seed_count(seeds: int | None, old: dict[str, Any] | None) -> int:

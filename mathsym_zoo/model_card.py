@@ -148,7 +148,7 @@ def _training_part(run, metrics: dict[str, Any]) -> dict[str, Any]:
             "train_seconds": metrics.get("train_seconds"), "train_images_per_second": metrics.get("train_images_per_second"),
             "best_val_loss": min((r["val_loss"] for r in hist if r.get("val_loss") is not None), default=None),
             "parent": run.info.get("parent"), "resumed": run.info.get("resumed"),
-            "determinism": run.info.get("determinism")}
+            "determinism": run.info.get("determinism"), "ensemble": run.info.get("ensemble")}
 
 
 def _own_test(scores: list[dict[str, Any]], run) -> dict[str, Any] | None:

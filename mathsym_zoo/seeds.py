@@ -8,6 +8,8 @@ test against the best model run seed by seed (best: the highest mean top-1)
 and summarised as "k/N seeds p < 0.05". One seed's luck then cannot decide "best".
 The row's ``top1_ci95_low``/``_high`` are the envelope of the seeds' Wilson intervals,
 and ``significant_vs_best`` holds only when the model is worse in every seed.
+:func:`seed_ensemble_scores` scores each model's seeds averaged (the mean of their test
+probabilities): what ``mathsym-zoo ensemble`` would predict, without building the model.
 """
 
 from __future__ import annotations
@@ -105,3 +107,19 @@ def spread_rows(seed_rows: list[list[dict[str, Any]]], evaluations: dict[str, li
             row.update(vs_best_seeds="best", seeds_significantly_worse=None, seeds_significantly_better=None,
                        mcnemar_p_values=[], mcnemar_p_max=None, mcnemar_p=None, significant_vs_best=None)
     return out
+
+
+def seed_ensemble_scores(evaluations: Sequence[Any]) -> dict[str, Any]:
+    """Scores of the mean of several evaluations' probabilities on the images all of them scored."""
+    common = evaluations[0].indices
+    for e in evaluations[1:]:
+        common = np.intersect1d(common, e.indices)
+    probs, y_true = [], None
+    for e in evaluations:
+        rows = np.intersect1d(common, e.indices, return_indices=True)[2]  # e's rows, in the order of common
+        probs.append(e.probs[rows])
+        y_true = e.y_true[rows]
+    summary = M.summarize(y_true, np.mean(probs, axis=0), evaluations[0].class_names)
+    return {"members": len(evaluations), "n_test": int(len(common)), "top1": summary["top1"],
+            "top5": summary.get("top5"), "macro_f1": summary["macro_f1"],
+            "balanced_accuracy": summary["balanced_accuracy"]}

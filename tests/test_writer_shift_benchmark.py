@@ -61,10 +61,11 @@ def test_shipped_recipe_differs_from_the_baseline_and_each_ablation_removes_one_
 
 @pytest.mark.slow
 def test_benchmark_runs_end_to_end_and_prints_its_headline_last(tmp_path):
-    """A tiny run on the demo source (no CROHME needed): two recipes, two epochs, TTA 2."""
+    """A tiny run on the demo source (no CROHME needed): two recipes, two epochs, TTA 2, the shipped one
+    with 2 seeds averaged."""
     out = subprocess.run(
         [sys.executable, str(SCRIPT), "--source", "demo", "--fraction", "0.25", "--epochs", "2",
-         "--only", "baseline (today),shipped", "--tta", "2", "--out", str(tmp_path)],
+         "--only", "baseline (today),shipped", "--tta", "2", "--seeds", "2", "--out", str(tmp_path)],
         capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.strip().splitlines()
@@ -72,5 +73,26 @@ def test_benchmark_runs_end_to_end_and_prints_its_headline_last(tmp_path):
     assert names == ["top-1 unseen writers", "macro recall unseen writers", "train minutes"]
     values = [float(line.split(":")[1]) for line in lines[-3:]]
     assert 0 <= values[0] <= 1 and 0 <= values[1] <= 1 and values[2] > 0
-    assert "shipped + TTA 2" in out.stdout and "baseline (today)" in out.stdout
-    assert len(list((tmp_path / "runs").iterdir())) == 2
+    assert "shipped, seed 0 + TTA 2" in out.stdout and "baseline (today)" in out.stdout
+    assert "shipped, mean of 2 seeds" in out.stdout and "shipped, 2 seeds averaged" in out.stdout
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["baseline--today", "shipped"]
+    assert sorted(p.name for p in (tmp_path / "runs" / "shipped").iterdir()) == ["seed-0", "seed-1"]
+
+
+def _row(top1, recall, minutes=10.0):
+    return {"top1": top1, "macro_recall": recall, "macro_f1": recall, "minutes": minutes, "epochs": 30}
+
+
+def test_report_headline_is_the_averaged_seeds_and_the_ablation_is_against_one_model(capsys):
+    bench = load_benchmark()
+    results = {"baseline (today)": _row(0.90, 0.78), "shipped, seed 0": _row(0.94, 0.85),
+               "shipped, seed 1": _row(0.93, 0.84), "shipped, 2 seeds averaged": _row(0.95, 0.86, 20.0),
+               "without class weights": _row(0.935, 0.80)}
+    bench.report(results, 100, Path("runs"))
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-3:] == ["top-1 unseen writers: 0.950", "macro recall unseen writers: 0.860", "train minutes: 20.0"]
+    (ablation,) = [x for x in lines if x.strip().startswith("class weights")]
+    assert "top-1 +0.50" in ablation and "macro recall +5.00" in ablation  # seed 0 minus the variant
+
+    bench.report({"shipped": _row(0.94, 0.85)}, 100, Path("runs"))
+    assert capsys.readouterr().out.strip().splitlines()[-3:][0] == "top-1 unseen writers: 0.940"

@@ -1,4 +1,4 @@
-"""``compare`` and ``evaluate``: zoo models on one split, saved models on any source."""
+"""``compare``, ``ensemble`` and ``evaluate``: zoo models on one split, their seeds averaged, saved models on any source."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import ZooError
 from ..fileio import finite_json
 from .app import (JsonOpt, PluginsDirOpt, ProgressOpt, RegistryOpt, RunArg, SetOpt, Side, SourceOpt, StrictOpt, TtaOpt,
                   ZooCommand, app, console, escape, load_job, load_plugins, progress_enabled)
@@ -99,6 +100,12 @@ def compare(
         console.print(spread_table(result.rows, title=f"{title}, {result.seeds} seeds each", width=console.width))
     else:
         console.print(leaderboard_table(result.rows, title=title, width=console.width))
+    for name, scores in result.ensembles.items():
+        console.print(f"{escape(name)}, its {scores['members']} seeds averaged: top-1 {scores['top1']:.2%}, macro "
+                      f"recall {scores['balanced_accuracy']:.2%}, macro-F1 {scores['macro_f1']:.2%} "
+                      f"(one model: mathsym-zoo ensemble {escape(str(result.path))}"
+                      f"{' --model ' + escape(name) if len(result.ensembles) > 1 else ''})",
+                      highlight=False, soft_wrap=True)
     if result.skipped:
         console.print(f"finished earlier, not trained again: {', '.join(result.skipped)}", highlight=False)
     wall = time.perf_counter() - started
@@ -106,6 +113,38 @@ def compare(
         console.print(f"per seed {result.seeds_csv}", highlight=False, soft_wrap=True)
     console.print(f"report   {result.report_path}\nresults  {result.results_json}\n         {result.results_csv}\n"
                   f"time     {wall:.0f}s", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def ensemble(
+    members: Annotated[list[Path], typer.Argument(metavar="RUN", show_default=False, help=(
+        "Finished run folders on one split, or a comparison folder (`compare --seeds N`): its seed runs."))],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", show_default=False, help=(
+        "With a comparison folder of several models: which model's seeds."))] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", show_default=False, help=(
+        "Run folder to write (default: <runs_dir>/<model>-ensemble<N>-<time>/)."))] = None,
+    registry: RegistryOpt = None,
+):
+    """Average finished runs (e.g. the seeds of a comparison) into one model, saved as a run folder.
+
+    The new run's model takes each image once and returns the mean of the members'
+    probabilities; evaluate, predict, export and serve use it like any run.
+    """
+    from ..ensemble import build_ensemble, ensemble_name, member_runs
+    from ..runs import new_run_path
+
+    runs_ = member_runs(members, model=model)
+    if out is None:
+        try:
+            runs_dir = load_job(registry, check_plugins=False).runs_dir
+        except ZooError:
+            runs_dir = Path("runs")
+        out = new_run_path(runs_dir, ensemble_name(runs_))
+    console.print(f"averaging {len(runs_)} runs: " + ", ".join(escape(str(r.path)) for r in runs_),
+                  highlight=False, soft_wrap=True)
+    run = build_ensemble(runs_, out, log=lambda line: console.print(escape(line), highlight=False))
+    console.print(f"run folder: {escape(str(run.path))}\nscore it   mathsym-zoo evaluate {escape(str(run.path))}",
+                  highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -1,0 +1,129 @@
+"""Seed ensembles: `compare --seeds N` reports each model's seeds averaged, and `mathsym-zoo ensemble`
+saves that mean as one model in a run folder; members that would not average cleanly are refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from mathsym_zoo import compare as C
+from mathsym_zoo.ensemble import build_ensemble, member_runs
+from mathsym_zoo.errors import ConfigError
+from mathsym_zoo.evaluate import Evaluation, evaluate_model, load_model
+from mathsym_zoo.runs import Run
+from test_compare import make_dataset, make_job  # the tiny comparison set-up (bars, two widths)
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ensemble")
+    job, ds = make_job(tmp), make_dataset(tmp / "ds")
+    result = C.compare(job, dataset=ds, seeds=2, latency_repeats=3)
+    return tmp, ds, result
+
+
+def _member_evaluations(result, model):
+    return [Evaluation.load(result.path / "runs" / model / f"seed-{k}" / "evaluations" / "demo-test") for k in (0, 1)]
+
+
+def test_compare_reports_each_models_seeds_averaged(seeds):
+    tmp, ds, result = seeds
+    saved = json.loads(result.results_json.read_text())["seed_ensembles"]
+    assert set(saved) == set(result.ensembles) == {"tiny-2", "tiny-6"}
+    for model, scores in result.ensembles.items():
+        evals = _member_evaluations(result, model)
+        mean = np.mean([e.probs for e in evals], axis=0)  # same test rows, same order in every seed
+        assert scores["members"] == 2 and scores["n_test"] == len(evals[0].indices)
+        assert scores["top1"] == pytest.approx(float(np.mean(mean.argmax(1) == evals[0].y_true)))
+        assert saved[model]["balanced_accuracy"] == pytest.approx(scores["balanced_accuracy"])
+    from mathsym_zoo.report import write_comparison_report
+
+    html = write_comparison_report(result).read_text()
+    assert "tiny-6, its 2 seeds averaged" in html and f"ensemble {result.path}" in html
+
+
+def test_the_ensemble_run_predicts_the_mean_of_its_members(seeds):
+    tmp, ds, result = seeds
+    run = build_ensemble(member_runs([result.path], model="tiny-6"), tmp / "ens-6")
+    evals = _member_evaluations(result, "tiny-6")
+    got = evaluate_model(load_model(run), ds, evals[0].indices, latency_repeats=2)
+    np.testing.assert_allclose(got.probs, np.mean([e.probs for e in evals], axis=0), atol=1e-5)
+    assert got.metrics["top1"] == pytest.approx(result.ensembles["tiny-6"]["top1"])
+    assert got.model_name == "tiny-6-ensemble2"
+
+
+def test_the_ensemble_run_records_its_members_and_split(seeds):
+    tmp, ds, result = seeds
+    members = member_runs([result.path / "runs" / "tiny-2" / "seed-1", result.path / "runs" / "tiny-2" / "seed-0"])
+    run = Run.open(build_ensemble(members, tmp / "ens-2").path)
+    assert run.finished and run.status == "completed"
+    assert run.split_hash == members[0].split_hash == result.manifest["split_hash"]
+    assert run.class_names == members[0].class_names and run.architecture == "cmp-tiny"
+    recorded = run.info["ensemble"]["members"]
+    assert [m["path"] for m in recorded] == [str(m.path.resolve()) for m in members]
+    assert [m["seed"] for m in recorded] == [1, 0]
+    assert run.metrics()["train_seconds"] == pytest.approx(sum(m.metrics()["train_seconds"] for m in members))
+    assert (run.path / "MODEL_CARD.md").is_file()
+
+
+def _copy_run(src, dst, **changes):
+    shutil.copytree(src, dst)
+    info = json.loads((dst / "run.json").read_text())
+    for key, value in changes.items():
+        info[key] = value(info) if callable(value) else value
+    (dst / "run.json").write_text(json.dumps(info))
+    return dst
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"split": lambda i: {**i["split"], "hash": "0" * 64}}, "split differ"),
+    ({"class_names": lambda i: i["class_names"][::-1]}, "classes differ"),
+    ({"input_shape": [24, 24, 1]}, "input shape differ"),
+    ({"status": "running"}, "only finished runs"),
+])
+def test_members_that_would_not_average_cleanly_are_refused(seeds, tmp_path, change, says):
+    tmp, ds, result = seeds
+    runs = result.path / "runs" / "tiny-2"
+    odd = _copy_run(runs / "seed-1", tmp_path / "odd", **change)
+    with pytest.raises(ConfigError, match=says):
+        build_ensemble(member_runs([runs / "seed-0", odd]), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_which_runs_is_said_clearly(seeds):
+    tmp, ds, result = seeds
+    with pytest.raises(ConfigError, match="several models.*--model.*tiny-2, tiny-6"):
+        member_runs([result.path])
+    with pytest.raises(ConfigError, match="at least 2"):
+        member_runs([result.path / "runs" / "tiny-2" / "seed-0"])
+    with pytest.raises(ConfigError, match="named twice"):
+        member_runs([result.path / "runs" / "tiny-2" / "seed-0"] * 2)
+
+
+def test_ensemble_command(seeds, tmp_path, capsys):
+    from mathsym_zoo.cli import run
+
+    tmp, ds, result = seeds
+    out = tmp_path / "cli-ens"
+    assert run(["ensemble", str(result.path), "--model", "tiny-2", "--out", str(out)]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "averaging 2 runs" in said and f"mathsym-zoo evaluate {out}" in said
+    assert Run.open(out).finished
+    assert run(["ensemble", str(result.path)]) != 0  # two models, no --model
+    assert "--model" in " ".join(capsys.readouterr().err.split())
+
+
+@pytest.mark.parametrize("fmt", ["saved_model", "tflite", "onnx"])
+def test_the_ensemble_run_exports_like_any_run(seeds, tmp_path, fmt):
+    from mathsym_zoo.export import export
+    from test_export import reload_probs
+
+    tmp, ds, result = seeds
+    run = build_ensemble(member_runs([result.path], model="tiny-2"), tmp_path / "ens")
+    batch = np.asarray(ds.images[:16])
+    reference = load_model(run).model.predict(batch.astype(np.float32), verbose=0)
+    exported = export(run.path, fmt, None, tmp_path / fmt, check=batch)
+    np.testing.assert_allclose(reload_probs(exported, batch), reference, atol=1e-4)
