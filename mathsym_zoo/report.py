@@ -495,8 +495,8 @@ def write_comparison_report(result) -> Path:
         notes.insert(0, f"Each model trained with {result.seeds} seeds (train.seed {train.get('seed', 0)} and up) on the "
                         f"same split. {SPREAD_CAPTION} Curves and model tabs show seed {train.get('seed', 0)}.")
     for i, (name, e) in enumerate(getattr(result, "ensembles", {}).items(), 1):
-        notes.insert(i, f"{name}, its {e['members']} seeds averaged (the mean of their probabilities; `mathsym-zoo "
-                        f"ensemble {folder}` saves it as one model): top-1 {e['top1']:.2%}, macro recall "
+        notes.insert(i, f"{name}, its {e['members']} seeds averaged (the mean of their probabilities; mathsym-zoo "
+                        f"ensemble {folder} saves it as one model): top-1 {e['top1']:.2%}, macro recall "
                         f"{e['balanced_accuracy']:.2%}, macro-F1 {e['macro_f1']:.2%} on the same test images.")
     text = render_html(title=f"mathsym-zoo comparison: {manifest['source_entry']['name']}", meta=meta, rows=rows,
                        histories=histories, evaluations=evaluations, dataset=result.dataset, notes=notes)
