@@ -76,6 +76,8 @@ def check_members(runs: Sequence[Run]) -> None:
             raise ConfigError(f"{run.path}: status {run.status!r}; only finished runs join an ensemble "
                               f"(finish it with `mathsym-zoo train --resume {run.path}`)")
     first = runs[0]
+    if first.split_hash is None:
+        raise ConfigError(f"{first.path}: its record names no split; an ensemble needs runs trained here")
     for run in runs[1:]:
         for what, get in (("classes", lambda r: r.class_names), ("split", lambda r: r.split_hash),
                           ("offline preprocessing", lambda r: r.preprocessing),
@@ -84,8 +86,6 @@ def check_members(runs: Sequence[Run]) -> None:
                 raise ConfigError(f"{run.path}: its {what} differ from {first.path}'s; an ensemble's members must "
                                   "be trained on the same source, split and preprocessing (e.g. the seeds of one "
                                   "`compare --seeds N`)")
-        if first.split_hash is None:
-            raise ConfigError(f"{first.path}: its record names no split; an ensemble needs runs trained here")
 
 
 # -- the model and its run folder ------------------------------------------------------
