@@ -39,11 +39,11 @@ from .fileio import atomic_write_json, atomic_write_text, read_json
 from .machine import hardware
 from .model_card import write_model_card
 from .registry import TrainConfig
-from .runs import Run
+from .runs import COMPARISON_FILE, Run
 from .seeds import SPREAD_CSV_COLUMNS, seed_ensemble_scores, seed_run_dir, seeded, spread_rows
 
 FORMAT = 1
-MANIFEST = "comparison.json"
+MANIFEST = COMPARISON_FILE
 ALPHA = 0.05
 
 #: results.csv columns, in order.

@@ -20,9 +20,8 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .compare import MANIFEST
 from .errors import ConfigError
-from .runs import Run
+from .runs import COMPARISON_FILE, Run
 
 #: How the members' outputs are combined (recorded in the run and its card).
 COMBINE = "mean of the members' probabilities"
@@ -52,7 +51,7 @@ def member_runs(paths: Sequence[str | Path], *, model: str | None = None) -> lis
 
 
 def _is_comparison(path: Path) -> bool:
-    return path.is_dir() and (path / MANIFEST).is_file() and not Run.is_run(path)
+    return path.is_dir() and (path / COMPARISON_FILE).is_file() and not Run.is_run(path)
 
 
 def _comparison_runs(folder: Path, model: str | None) -> list[Run]:
@@ -116,7 +115,9 @@ def _record(runs: Sequence[Run], name: str) -> dict[str, Any]:
     archs = sorted({r.architecture or "unknown" for r in runs})
     info["model"] = {"name": name, "type": archs[0] if len(archs) == 1 else "ensemble",
                      "params": (first.info.get("model") or {}).get("params", {}) if len(archs) == 1 else {}}
-    info["ensemble"] = {"combine": COMBINE, "members": [_member(r) for r in runs]}
+    models = sorted({r.model_name for r in runs})
+    info["ensemble"] = {"combine": COMBINE, "model": models[0] if len(models) == 1 else None,
+                        "members": [_member(r) for r in runs]}
     return info
 
 
@@ -137,16 +138,30 @@ def _metrics(runs: Sequence[Run]) -> dict[str, Any]:
 def build_ensemble(runs: Sequence[Run], out: Path, *, name: str | None = None,
                    log: Callable[[str], None] | None = None) -> Run:
     """Check ``runs``, then write the ensemble run to ``out`` (a new folder)."""
+    check_members(runs)
+    return finish_ensemble(Run.create(Path(out), {"status": "building"}), runs, name=name, log=log)
+
+
+def finish_ensemble(run: Run, runs: Sequence[Run], *, name: str | None = None, job: dict[str, Any] | None = None,
+                    model=None, scores: dict[str, Any] | None = None,
+                    log: Callable[[str], None] | None = None) -> Run:
+    """Write the ensemble of ``runs`` into the started run folder ``run`` (its record, model, metrics, card).
+
+    ``job`` replaces the first member's recorded job (``train`` records the ensemble's own,
+    ``train.ensemble = N``, so that ``train --resume`` continues it); ``model`` is the built
+    ensemble model when the caller has it; ``scores`` (e.g. ``{"val": {...}, "test": {...}}``)
+    join its metrics.
+    """
     from .model_card import write_model_card
     from .training.loop import save_model_atomic
 
     check_members(runs)
     name = name or ensemble_name(runs)
-    models = [run.load_model() for run in runs]
-    model = build_model(models, name=name.replace("-", "_"))
-    run = Run.create(Path(out), {**_record(runs, name), "status": "building"})
+    model = model or build_model([member.load_model() for member in runs], name=name.replace("-", "_"))
+    kept = {k: run.info[k] for k in ("format", "created") if k in run.info}
+    run.write_info({**kept, **_record(runs, name), **({"job": job} if job else {}), "status": "building"})
     save_model_atomic(model, run.best_path)
-    run.write_metrics(_metrics(runs))
+    run.write_metrics({**_metrics(runs), **(scores or {})})
     run.update_info(status="completed", finished=_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
     write_model_card(run, model=model, log=log)
     return run

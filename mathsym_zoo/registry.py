@@ -89,6 +89,8 @@ class TrainConfig(_Strict):
                        "e.g. 0.999); 0 = off. Validation, best.keras and last.keras use the averaged weights")
     deterministic: bool = Field(True, description="TensorFlow op determinism: the same seed gives the same run")
     seed: int = 0
+    ensemble: int = Field(1, ge=1, le=16, description="train N copies with seeds seed*N .. seed*N+N-1 and average "
+                          "their probabilities into one model (N times the training and inference time)")
     device: Literal["auto", "cpu", "gpu"] = "auto"
     strategy: Literal["auto", "one-device", "mirrored", "multi-worker"] = "auto"
     mixed_precision: Literal["auto", "on", "off"] = Field("auto", description="auto = float16 compute on GPU only")
@@ -101,6 +103,10 @@ class TrainConfig(_Strict):
         if self.undo_class_weights and not self.class_weights:
             raise ValueError("undo_class_weights undoes class_weights at inference: set class_weights = true, "
                              "or remove undo_class_weights")
+        if self.ensemble > 1 and self.strategy == "multi-worker":
+            raise ValueError("ensemble trains its members one after another on this machine; use strategy "
+                             "'auto', 'one-device' or 'mirrored', or train the members with `compare --seeds N` "
+                             "and average them with `mathsym-zoo ensemble`")
         if self.ema and self.ema < 0.9:
             raise ValueError(f"ema is the averaging momentum per step: 0 (off) or in [0.9, 1), e.g. 0.999; "
                              f"got {self.ema:g}")

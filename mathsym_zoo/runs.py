@@ -43,6 +43,9 @@ STATE_DIR = "state"
 STATE_FILE = "state.json"
 TB_DIR = "tb"
 EVALUATIONS_DIR = "evaluations"
+#: The record of a comparison folder (written by :mod:`mathsym_zoo.compare`); named here so that
+#: code which only recognises comparison folders need not import the comparison engine.
+COMPARISON_FILE = "comparison.json"
 MODEL_CARD_FILE = "MODEL_CARD.md"
 MODEL_CARD_JSON = "model_card.json"
 CHECKPOINTS = (BEST_FILE, LAST_FILE)

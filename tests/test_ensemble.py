@@ -127,3 +127,85 @@ def test_the_ensemble_run_exports_like_any_run(seeds, tmp_path, fmt):
     reference = load_model(run).model.predict(batch.astype(np.float32), verbose=0)
     exported = export(run.path, fmt, None, tmp_path / fmt, check=batch)
     np.testing.assert_allclose(reload_probs(exported, batch), reference, atol=1e-4)
+
+
+# -- train.ensemble = N: `train` itself trains the seeds and averages them --------------------------
+
+
+def _ensemble_job(tmp, n=2, **train):
+    import dataclasses
+
+    job = make_job(tmp)
+    return dataclasses.replace(job, train=job.train.model_copy(update={"ensemble": n, **train}))
+
+
+def test_members_get_seeds_that_never_overlap_between_ensembles(tmp_path):
+    from mathsym_zoo.training.seed_ensemble import member_job
+
+    seeds = {s: [member_job(_ensemble_job(tmp_path, 3, seed=s), k).train.seed for k in range(3)] for s in (0, 1, 2)}
+    assert seeds == {0: [0, 1, 2], 1: [3, 4, 5], 2: [6, 7, 8]}
+    assert member_job(_ensemble_job(tmp_path, 3), 1).train.ensemble == 1
+
+
+@pytest.fixture(scope="module")
+def trained_ensemble(seeds):
+    from mathsym_zoo.training import train_model
+
+    tmp, ds, result = seeds
+    lines: list[str] = []
+    out = train_model(_ensemble_job(tmp / "train-ens"), "tiny-6", run_dir=tmp / "train-ens" / "run", dataset=ds,
+                      log=lines.append)
+    return out, lines
+
+
+def test_train_with_ensemble_averages_the_seeds_compare_trains(seeds, trained_ensemble):
+    tmp, ds, result = seeds
+    out, _ = trained_ensemble
+    run = Run.open(out.run_dir)
+    assert run.finished and run.model_name == "tiny-6-ensemble2" and out.status == "completed"
+    assert [m["seed"] for m in run.info["ensemble"]["members"]] == [0, 1]
+    assert run.info["job"]["train"]["ensemble"] == 2 and run.info["ensemble"]["model"] == "tiny-6"
+    assert sorted(p.name for p in (run.path / "members").iterdir()) == ["seed-0", "seed-1"]
+    # seed 0 with ensemble = 2 trains exactly the runs of `compare --seeds 2`: the same average
+    evals = _member_evaluations(result, "tiny-6")
+    got = evaluate_model(load_model(run), ds, evals[0].indices, latency_repeats=2)
+    np.testing.assert_allclose(got.probs, np.mean([e.probs for e in evals], axis=0), atol=1e-5)
+    assert out.metrics["test"]["accuracy"] == pytest.approx(got.metrics["top1"])
+    assert out.metrics["val"]["images"] > 0 and out.epochs == 2
+    assert out.metrics["train_seconds"] == pytest.approx(
+        sum(Run.open(run.path / "members" / f"seed-{k}").metrics()["train_seconds"] for k in (0, 1)))
+
+
+def test_an_interrupted_ensemble_resumes_its_missing_members(seeds, trained_ensemble, tmp_path):
+    from mathsym_zoo.training import resume_run
+
+    tmp, ds, _ = seeds
+    out, _ = trained_ensemble
+    folder = tmp_path / "resumed"
+    shutil.copytree(out.run_dir, folder)
+    shutil.rmtree(folder / "members" / "seed-1")
+    (folder / "best.keras").unlink()
+    info = json.loads((folder / "run.json").read_text())
+    (folder / "run.json").write_text(json.dumps({**info, "status": "interrupted"}))
+    lines: list[str] = []
+    again = resume_run(folder, job=_ensemble_job(tmp / "train-ens"), dataset=ds, log=lines.append)
+    assert any("member 1/2 (seed 0): finished earlier, kept" in line for line in lines)
+    assert any("member 2/2 (seed 1): training" in line for line in lines)
+    assert Run.open(folder).finished
+    assert again.metrics["test"]["accuracy"] == pytest.approx(out.metrics["test"]["accuracy"])
+
+
+def test_resume_refuses_an_ensemble_built_from_other_runs(seeds, tmp_path):
+    from mathsym_zoo.training import resume_run
+
+    tmp, ds, result = seeds
+    run = build_ensemble(member_runs([result.path], model="tiny-2"), tmp_path / "built")
+    with pytest.raises(ConfigError, match="built by `mathsym-zoo ensemble`"):
+        resume_run(run.path, dataset=ds)
+
+
+def test_ensemble_with_multi_worker_training_is_refused(tmp_path):
+    from mathsym_zoo.registry import TrainConfig
+
+    with pytest.raises(ValueError, match="one after another"):
+        TrainConfig(ensemble=2, strategy="multi-worker")

@@ -5,7 +5,8 @@ function its caller passes in; it never draws on a terminal itself.
 """
 
 from .devices import DeviceInfo, DevicePlan, detect_devices, plan_devices
-from .loop import EXTENDABLE, RunResult, check_extension, resume_run, train_model
+from .loop import EXTENDABLE, RunResult, check_extension
+from .seed_ensemble import resume_run, train_model
 from .recipe import class_weights
 
 __all__ = ["DeviceInfo", "DevicePlan", "detect_devices", "plan_devices", "EXTENDABLE", "RunResult",

@@ -185,7 +185,8 @@ def _record(job: Job, entry, dataset, split, plan: DevicePlan, init_from: Run | 
 # -- step 2: data ------------------------------------------------------------------
 
 
-def _data(job: Job, dataset):
+def training_data(job: Job, dataset):
+    """The job's dataset (loaded unless given) and split, checked for training."""
     from ..data.split import load_split
 
     if dataset is None:
@@ -359,7 +360,7 @@ def _setup(job: Job, model_name: str, run_dir, resume: bool, init_from, dataset)
         tf.config.experimental.enable_op_determinism()
     parent = Run.open(init_from) if init_from is not None and not isinstance(init_from, Run) else init_from
     run, state, path = _open_run(job, entry, run_dir, resume)
-    dataset, split = _data(job, dataset)
+    dataset, split = training_data(job, dataset)
     steps, drop = _batches(cfg, strategy, split)
     chief = is_chief(plan)
     if run is not None:
@@ -469,15 +470,20 @@ def _train(s: _Setup, parent: Run | None, callbacks: Sequence, say: Callable[[st
                      notes=s.notes, devices=_devices(s.plan, s.strategy))
 
 
+def check_overrides(overrides: Sequence[str]) -> None:
+    """Refuse ``--set`` keys a resume may not change (anything outside :data:`EXTENDABLE`)."""
+    bad = [o for o in overrides if o.split("=", 1)[0].strip() not in EXTENDABLE]
+    if bad:
+        raise ConfigError(f"--set {bad[0]!r}: a resumed run keeps its recorded settings; only "
+                          f"{', '.join(EXTENDABLE)} may change (they cannot alter epochs already trained)")
+
+
 def resume_run(run_dir: str | Path, *, overrides: Sequence[str] = (), job: Job | None = None, plugins=None,
                dataset=None, callbacks: Sequence = (), log: Callable[[str], None] | None = None) -> RunResult:
     """Continue a run from its last completed epoch, or extend a finished one
     (``overrides=["train.epochs=20"]``; only :data:`EXTENDABLE` keys may change)."""
     run = Run.open(run_dir)
-    bad = [o for o in overrides if o.split("=", 1)[0].strip() not in EXTENDABLE]
-    if bad:
-        raise ConfigError(f"--set {bad[0]!r}: a resumed run keeps its recorded settings; only "
-                          f"{', '.join(EXTENDABLE)} may change (they cannot alter epochs already trained)")
+    check_overrides(overrides)
     job = job or run.job(plugins=plugins, overrides=overrides)
     return train_model(job, run.model_name, run_dir=run.path, resume=True, dataset=dataset, callbacks=callbacks,
                        log=log)
