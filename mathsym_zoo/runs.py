@@ -419,7 +419,9 @@ class Run:
         return {"run": str(self.path), "model": self.model_name, "architecture": self.architecture,
                 "source": self.source_name, "split_hash": self.split_hash,
                 "status": self.status + (f": {self.info['failure']}" if self.info.get("failure") else ""),
-                "epochs": len(hist), "best_val_top1": max(vals) if vals else None,
+                # An ensemble has no history of its own: its metrics hold its members' epochs and its val score.
+                "epochs": len(hist) or metrics.get("epochs") or 0,
+                "best_val_top1": max(vals) if vals else (metrics.get("val") or {}).get("accuracy"),
                 "test_top1": (metrics.get("test") or {}).get("accuracy"), "created": self.info.get("created"),
                 "parent": (self.info.get("parent") or {}).get("path")}
 

@@ -138,7 +138,9 @@ def _score(model, dataset, indices: Sequence[int]) -> dict[str, Any]:
     idx = np.asarray(indices, dtype=np.int64)
     images = np.asarray(dataset.images[idx], dtype="float32")
     labels = np.asarray(dataset.labels)[idx]
-    probs = np.asarray(model.predict(images, batch_size=256, verbose=0), dtype=np.float64)
+    # Direct calls on slices: model.predict would build a tf.data pipeline for one pass.
+    probs = np.concatenate([np.asarray(model(images[i:i + 256], training=False), dtype=np.float64)
+                            for i in range(0, len(idx), 256)] or [np.zeros((0, model.output_shape[-1]))])
     picked = np.clip(probs[np.arange(len(idx)), labels], 1e-12, 1.0)
     return {"loss": float(-np.mean(np.log(picked))), "accuracy": float(np.mean(probs.argmax(axis=1) == labels)),
             "images": int(len(idx))}
