@@ -209,3 +209,14 @@ def test_ensemble_with_multi_worker_training_is_refused(tmp_path):
 
     with pytest.raises(ValueError, match="one after another"):
         TrainConfig(ensemble=2, strategy="multi-worker")
+
+
+def test_compare_trains_and_scores_ensembles_when_the_recipe_asks(tmp_path):
+    job = _ensemble_job(tmp_path).with_models(["tiny-2"])
+    ds = make_dataset(tmp_path / "ds")
+    result = C.compare(job, dataset=ds, latency_repeats=2)
+    run = Run.open(result.path / "runs" / "tiny-2")
+    assert run.finished and run.model_name == "tiny-2-ensemble2"
+    assert sorted(p.name for p in (run.path / "members").iterdir()) == ["seed-0", "seed-1"]
+    row = json.loads(result.results_json.read_text())["rows"][0]
+    assert row["top1"] == pytest.approx(run.metrics()["test"]["accuracy"])

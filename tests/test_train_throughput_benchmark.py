@@ -34,7 +34,9 @@ def test_mixed_model_keeps_a_float32_output_and_the_policy_is_restored():
     assert keras.backend.standardize_dtype(model.output.dtype) == "float32"
     assert model.get_layer("class_prior") is not None  # the layer train adds with undo_class_weights
     assert model.input_shape == (None, 45, 45, 1) and model.output_shape == (None, 82)
-    assert type(model.optimizer).__name__ == "AdamW"  # the shipped [train] optimizer
+    # Mixed precision wraps the shipped [train] optimizer in loss scaling, as `train` does on a GPU.
+    assert type(model.optimizer).__name__ == "LossScaleOptimizer"
+    assert type(model.optimizer.inner_optimizer).__name__ == "AdamW"
 
 
 def test_jax_skips_configurations_without_xla():
