@@ -3,7 +3,6 @@ leaves the global dtype policy as it found it, and prints its headline last as `
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -11,15 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmark_helpers import load_benchmark
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "train_throughput.py"
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("train_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_mixed_model_keeps_a_float32_output_and_the_policy_is_restored():
@@ -27,7 +21,7 @@ def test_mixed_model_keeps_a_float32_output_and_the_policy_is_restored():
 
     from mathsym_zoo.registry import resolve
 
-    bench = load_benchmark()
+    bench = load_benchmark("train_throughput")
     job = resolve(source="demo")
     model = bench.build(job, "notebook-cnn", "mixed_float16", False, steps=10)
     assert keras.mixed_precision.global_policy().name == "float32"
@@ -40,7 +34,7 @@ def test_mixed_model_keeps_a_float32_output_and_the_policy_is_restored():
 
 
 def test_jax_skips_configurations_without_xla():
-    bench = load_benchmark()
+    bench = load_benchmark("train_throughput")
     assert bench.runnable("float32", "jax") and bench.runnable("mixed", "jax")
     assert bench.runnable("float32+xla", "jax") is None
     assert all(bench.runnable(c, "tensorflow") is None for c in bench.CONFIGS)

@@ -3,24 +3,17 @@ leave-one-out variants that differ from the shipped recipe in exactly one piece;
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from benchmark_helpers import load_benchmark
 from mathsym_zoo.registry import SHIPPED_REGISTRY, read_toml, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "writer_shift.py"
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("writer_shift", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def step_types(raw: dict) -> list[str]:
@@ -28,7 +21,7 @@ def step_types(raw: dict) -> list[str]:
 
 
 def test_shipped_recipe_differs_from_the_baseline_and_each_ablation_removes_one_piece():
-    bench = load_benchmark()
+    bench = load_benchmark("writer_shift")
     raw = read_toml(SHIPPED_REGISTRY)
     shipped = resolve(SHIPPED_REGISTRY, source="crohme")
     plan = bench.recipes(raw, shipped, ablation=True)
@@ -84,7 +77,7 @@ def _row(top1, recall, minutes=10.0):
 
 
 def test_report_headline_is_the_averaged_seeds_and_the_ablation_is_against_one_model(capsys):
-    bench = load_benchmark()
+    bench = load_benchmark("writer_shift")
     results = {"baseline (today)": _row(0.90, 0.78), "shipped, seed 0": _row(0.94, 0.85),
                "shipped, seed 1": _row(0.93, 0.84), "shipped, 2 seeds averaged": _row(0.95, 0.86, 20.0),
                "without class weights": _row(0.935, 0.80)}
