@@ -87,6 +87,9 @@ class TrainConfig(_Strict):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     ema: float = Field(0.0, ge=0, lt=1, description="exponential moving average of the weights (momentum per step, "
                        "e.g. 0.999); 0 = off. Validation, best.keras and last.keras use the averaged weights")
+    recalibrate_batchnorm: bool = Field(True, description="re-estimate BatchNorm statistics from 512 training "
+                                        "images before each validation, so validation, best.keras and early "
+                                        "stopping see statistics that fit the weights (training is unchanged)")
     deterministic: bool = Field(True, description="TensorFlow op determinism: the same seed gives the same run")
     seed: int = 0
     ensemble: int = Field(1, ge=1, le=16, description="train N copies with seeds seed*N .. seed*N+N-1 and average "

@@ -251,7 +251,7 @@ def test_batchnorm_statistics_are_re_estimated_for_the_averaged_weights():
     """The averaged weights get BatchNorm statistics of their own (those of the raw weights do not fit them)."""
     import keras
 
-    from mathsym_zoo.training.ema import recalibrate_batchnorm
+    from mathsym_zoo.training.batchnorm import recalibrate_batchnorm
 
     conv, bn = keras.layers.Conv2D(3, 3), keras.layers.BatchNormalization(momentum=0.9)
     model = keras.Sequential([keras.Input((8, 8, 1)), conv, bn])
@@ -262,3 +262,57 @@ def test_batchnorm_statistics_are_re_estimated_for_the_averaged_weights():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_variance), features.var(axis=(0, 1, 2)),
                                rtol=1e-3)
     assert bn.momentum == 0.9  # put back
+
+
+def _bn_statistics(path: Path):
+    import keras
+
+    model = keras.saving.load_model(path, safe_mode=True)
+    layers = list(model._flatten_layers(include_self=False))
+    conv = next(x for x in layers if isinstance(x, keras.layers.Conv2D))
+    bn = next(x for x in layers if isinstance(x, keras.layers.BatchNormalization))
+    return model, conv, bn
+
+
+def test_batchnorm_statistics_are_re_estimated_before_validation(tmp_path):
+    """recalibrate_batchnorm (the default): the saved model's statistics are those of the calibration batch under
+    its weights, validation scores that model, and the weights are exactly those trained without it."""
+    from mathsym_zoo.training import train_model
+
+    ds = bright_dataset(tmp_path / "data")
+    on = train_model(job_for(tmp_path / "on", epochs=2), "bn", dataset=ds)
+    off = train_model(job_for(tmp_path / "off", epochs=2, recalibrate_batchnorm=False), "bn", dataset=ds)
+    split = on.run.training_data(dataset=ds)[1]
+    train = np.sort(split.indices["train"])
+    rows = train[np.unique(np.linspace(0, len(train) - 1, min(512, len(train))).astype(np.int64))]
+    _, conv, bn = _bn_statistics(on.run.last_path)
+    features = keras_numpy(conv(np.asarray(ds.images[rows]).astype("float32") / 255))
+    np.testing.assert_allclose(keras_numpy(bn.moving_mean), features.mean(axis=(0, 1, 2)), rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(keras_numpy(bn.moving_variance), features.var(axis=(0, 1, 2)), rtol=1e-3, atol=1e-5)
+    assert _val_loss(on.run.last_path, ds, split.indices["val"]) == pytest.approx(on.run.history()[-1]["val_loss"],
+                                                                                  rel=1e-4)
+    # Training never reads the moving statistics: same weights, other statistics.
+    _, conv_off, bn_off = _bn_statistics(off.run.last_path)
+    np.testing.assert_array_equal(keras_numpy(conv.kernel), keras_numpy(conv_off.kernel))
+    np.testing.assert_array_equal(keras_numpy(bn.gamma), keras_numpy(bn_off.gamma))
+    assert not np.allclose(keras_numpy(bn.moving_mean), keras_numpy(bn_off.moving_mean))
+    assert [r["loss"] for r in on.run.history()] == [r["loss"] for r in off.run.history()]
+
+
+def test_recalibrated_run_extended_equals_a_longer_run(tmp_path):
+    """The calibration batch's random draws do not leak into later epochs: 1 epoch + 2 more == 3 epochs."""
+    from mathsym_zoo.training import resume_run, train_model
+
+    ds = bright_dataset(tmp_path / "data")
+    long = train_model(job_for(tmp_path / "a", epochs=3), "bn", dataset=ds)
+    short = train_model(job_for(tmp_path / "b", epochs=1), "bn", dataset=ds)
+    resume_run(short.run_dir, job=job_for(tmp_path / "b", epochs=3), dataset=ds)
+    for ra, rb in zip(long.run.history(), Run(short.run_dir).history(), strict=True):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert rb[key] == pytest.approx(ra[key], rel=1e-6), (ra["epoch"], key)
+
+
+def keras_numpy(x):
+    import keras
+
+    return keras.ops.convert_to_numpy(x)

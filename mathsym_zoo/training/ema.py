@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import keras
 
-CALIBRATION_IMAGES = 512  # BatchNorm statistics of the averaged weights come from this many training images
+from .batchnorm import calibration_images, recalibrate_batchnorm
 
 
 def ema_slots(optimizer) -> list | None:
@@ -53,22 +53,6 @@ def swap_with_average(optimizer) -> bool:
     return True
 
 
-def recalibrate_batchnorm(model, images) -> None:
-    """Set every BatchNormalization layer's moving statistics to those of ``images`` under the current weights."""
-    layers = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
-              if isinstance(layer, keras.layers.BatchNormalization)]
-    if not layers:
-        return
-    momenta = [layer.momentum for layer in layers]
-    try:
-        for layer in layers:
-            layer.momentum = 0.0  # moving statistics := this batch's statistics
-        model(keras.ops.cast(images, "float32"), training=True)
-    finally:
-        for layer, momentum in zip(layers, momenta):
-            layer.momentum = momentum
-
-
 class EmaWeights(keras.callbacks.Callback):
     """Validates and saves the averaged weights; trains the raw ones. Place it before the callbacks
     that read the weights at epoch end (early stopping's best weights, the epoch committer)."""
@@ -83,14 +67,9 @@ class EmaWeights(keras.callbacks.Callback):
         self._final = None
 
     @classmethod
-    def for_training(cls, images, train_rows, n: int = CALIBRATION_IMAGES) -> "EmaWeights":
-        """Calibrating on ``n`` training images evenly spaced in row order (fixed for the whole run; rows are
-        sorted by class in a cache, so the first ``n`` would hold a few classes only)."""
-        import numpy as np
-
-        rows = np.sort(np.asarray(train_rows))
-        rows = rows[np.unique(np.linspace(0, len(rows) - 1, min(n, len(rows))).astype(np.int64))]
-        return cls(np.asarray(images[rows]))
+    def for_training(cls, images, train_rows) -> "EmaWeights":
+        """Calibrating on a fixed batch of training images (:func:`~.batchnorm.calibration_images`)."""
+        return cls(calibration_images(images, train_rows))
 
     def _to(self, averaged: bool) -> None:
         if self._averaged != averaged and swap_with_average(self.model.optimizer):

@@ -29,6 +29,7 @@ from ..runs import Run, new_run_path
 from . import callbacks as cb
 from .guards import check_architecture, check_classes
 from .devices import DevicePlan, detect_devices, is_chief, make_strategy, plan_devices
+from .batchnorm import BatchNormCalibration
 from .ema import EmaWeights
 from .recipe import build_optimizer, class_weights
 
@@ -269,8 +270,7 @@ def _callbacks(s: _Setup, extra: Sequence) -> tuple[list, cb.ResumableEarlyStopp
     n_train = len(s.split.indices["train"])
     images = s.steps * cfg.batch_size if s.drop_remainder else n_train
     stopper = cb.ResumableEarlyStopping(s.state, patience=cfg.early_stopping_patience)
-    ema = [EmaWeights.for_training(s.dataset.images, s.split.indices["train"])] if cfg.ema else []
-    out: list = [cb.EpochSeeds(cfg.seed), cb.NonFiniteLoss(s.state), *ema,
+    out: list = [cb.EpochSeeds(cfg.seed), cb.NonFiniteLoss(s.state), *_statistics(s),
                  cb.EpochRecorder(s.state, images_per_epoch=images), stopper]
     if cfg.lr_schedule == "plateau":
         out.append(cb.ResumablePlateau(s.state, monitor=cb.MONITOR, factor=0.5,
@@ -278,6 +278,15 @@ def _callbacks(s: _Setup, extra: Sequence) -> tuple[list, cb.ResumableEarlyStopp
     if s.chief:
         out += [cb.EpochCommitter(s.run, s.state, save_model_atomic), *cb.tensorboard_logs(s.run.tb_dir, cfg.epochs)]
     return out + list(extra), stopper
+
+
+def _statistics(s: _Setup) -> list:
+    """The callback that sets what validation and checkpoints hold: the EMA of weights (which re-estimates
+    BatchNorm statistics itself), else freshly estimated BatchNorm statistics, else the moving ones."""
+    cfg, images, rows = s.job.train, s.dataset.images, s.split.indices["train"]
+    if cfg.ema:
+        return [EmaWeights.for_training(images, rows)]
+    return [BatchNormCalibration.for_training(images, rows)] if cfg.recalibrate_batchnorm else []
 
 
 def _class_weights(s: _Setup) -> dict[int, float]:
