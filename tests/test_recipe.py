@@ -218,15 +218,8 @@ def test_ema_weights_are_validated_and_saved(tmp_path):
     pairs = ema_slots(saved.optimizer)
     assert pairs and any(not np.allclose(keras.ops.convert_to_numpy(v), keras.ops.convert_to_numpy(a))
                          for v, a in pairs)
-    # Its BatchNorm statistics are those of the averaged weights on the calibration batch (the first train rows).
-    train = np.sort(result.run.training_data(dataset=ds)[1].indices["train"])
-    rows = train[np.unique(np.linspace(0, len(train) - 1, min(512, len(train))).astype(np.int64))]
-    layers = list(saved._flatten_layers(include_self=False))
-    conv = next(x for x in layers if isinstance(x, keras.layers.Conv2D))
-    bn = next(x for x in layers if isinstance(x, keras.layers.BatchNormalization))
-    features = keras.ops.convert_to_numpy(conv(np.asarray(ds.images[rows]).astype("float32") / 255))
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_mean), features.mean(axis=(0, 1, 2)),
-                               rtol=1e-3, atol=1e-5)
+    # Its BatchNorm statistics are those of the averaged weights on the calibration batch.
+    _assert_calibrated(run.last_path, ds, result.run.training_data(dataset=ds)[1].indices["train"])
     # The model in memory is the saved one (fit's finalize step did not put the raw weights back).
     for mine, theirs in zip(result.model.get_weights(), saved.get_weights()):
         np.testing.assert_array_equal(mine, theirs)
@@ -264,14 +257,25 @@ def test_batchnorm_statistics_are_re_estimated_for_the_averaged_weights():
     assert bn.momentum == 0.9  # put back
 
 
-def _bn_statistics(path: Path):
+def _conv_and_bn(path: Path):
+    """The tiny-bn model's convolution and BatchNorm layers, loaded from ``path``."""
     import keras
 
-    model = keras.saving.load_model(path, safe_mode=True)
-    layers = list(model._flatten_layers(include_self=False))
+    layers = list(keras.saving.load_model(path, safe_mode=True)._flatten_layers(include_self=False))
     conv = next(x for x in layers if isinstance(x, keras.layers.Conv2D))
-    bn = next(x for x in layers if isinstance(x, keras.layers.BatchNormalization))
-    return model, conv, bn
+    return conv, next(x for x in layers if isinstance(x, keras.layers.BatchNormalization))
+
+
+def _assert_calibrated(path: Path, ds, train_rows):
+    """The saved BatchNorm statistics are those of the calibration batch (512 training rows evenly spaced,
+    here all of them) under the saved convolution."""
+    train = np.sort(train_rows)
+    rows = train[np.unique(np.linspace(0, len(train) - 1, min(512, len(train))).astype(np.int64))]
+    conv, bn = _conv_and_bn(path)
+    features = keras_numpy(conv(np.asarray(ds.images[rows]).astype("float32") / 255))
+    np.testing.assert_allclose(keras_numpy(bn.moving_mean), features.mean(axis=(0, 1, 2)), rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(keras_numpy(bn.moving_variance), features.var(axis=(0, 1, 2)), rtol=1e-3, atol=1e-5)
+    return conv, bn
 
 
 def test_batchnorm_statistics_are_re_estimated_before_validation(tmp_path):
@@ -283,16 +287,11 @@ def test_batchnorm_statistics_are_re_estimated_before_validation(tmp_path):
     on = train_model(job_for(tmp_path / "on", epochs=2), "bn", dataset=ds)
     off = train_model(job_for(tmp_path / "off", epochs=2, recalibrate_batchnorm=False), "bn", dataset=ds)
     split = on.run.training_data(dataset=ds)[1]
-    train = np.sort(split.indices["train"])
-    rows = train[np.unique(np.linspace(0, len(train) - 1, min(512, len(train))).astype(np.int64))]
-    _, conv, bn = _bn_statistics(on.run.last_path)
-    features = keras_numpy(conv(np.asarray(ds.images[rows]).astype("float32") / 255))
-    np.testing.assert_allclose(keras_numpy(bn.moving_mean), features.mean(axis=(0, 1, 2)), rtol=1e-3, atol=1e-5)
-    np.testing.assert_allclose(keras_numpy(bn.moving_variance), features.var(axis=(0, 1, 2)), rtol=1e-3, atol=1e-5)
+    conv, bn = _assert_calibrated(on.run.last_path, ds, split.indices["train"])
     assert _val_loss(on.run.last_path, ds, split.indices["val"]) == pytest.approx(on.run.history()[-1]["val_loss"],
                                                                                   rel=1e-4)
     # Training never reads the moving statistics: same weights, other statistics.
-    _, conv_off, bn_off = _bn_statistics(off.run.last_path)
+    conv_off, bn_off = _conv_and_bn(off.run.last_path)
     np.testing.assert_array_equal(keras_numpy(conv.kernel), keras_numpy(conv_off.kernel))
     np.testing.assert_array_equal(keras_numpy(bn.gamma), keras_numpy(bn_off.gamma))
     assert not np.allclose(keras_numpy(bn.moving_mean), keras_numpy(bn_off.moving_mean))
