@@ -231,7 +231,9 @@ def _free_ports(k: int) -> list[int]:
 def test_two_workers_train_one_model_with_two_replicas(tmp_path):
     rng = np.random.default_rng(4)
     data = write_images(tmp_path / "data", {"a": noise(rng, 64, 80, 12), "b": noise(rng, 64, 170, 12)})
-    table = job_table(tmp_path, data, epochs=2, batch_size=16, strategy="multi-worker")
+    # With BatchNorm: its statistics are re-estimated before each validation on every worker alike.
+    table = job_table(tmp_path, data, epochs=2, batch_size=16, strategy="multi-worker",
+                      models={"tiny-test": {"type": "tiny-test", "batchnorm": True}})
     api.load_split(resolve(raw=table))  # decode and split once here, so the workers only read the cache
     raw = tmp_path / "job.json"
     raw.write_text(json.dumps(table))
@@ -265,6 +267,26 @@ def test_two_workers_train_one_model_with_two_replicas(tmp_path):
     # Keras' TensorBoard callback works under the hand-driven multi-worker loop (chief only).
     assert list((tmp_path / "run-0" / "tb" / "train").glob("events.out.tfevents.*"))
     assert api.load_classifier(tmp_path / "run-0").predict(np.full((12, 12, 1), 128, np.uint8))[0].ok
+    _assert_batchnorm_calibrated(tmp_path / "run-0", resolve(raw=table))
     devices = [i["devices"] for i in infos]
     assert [d["strategy"] for d in devices] == ["multi-worker", "multi-worker"]
     assert [d["replicas"] for d in devices] == [2, 2]  # both workers' replicas trained in sync
+
+
+def _assert_batchnorm_calibrated(run_dir: Path, job) -> None:
+    """The chief's saved BatchNorm statistics are those of the calibration batch under its weights
+    (without the re-estimate they would still sit near their initial 0 / 1 after a few steps)."""
+    import keras
+
+    from mathsym_zoo.runs import Run
+    from mathsym_zoo.training.batchnorm import calibration_images
+
+    run = Run.open(run_dir)
+    dataset, split = run.training_data(job)
+    layers = list(run.load_model()._flatten_layers(include_self=False))
+    conv = next(x for x in layers if isinstance(x, keras.layers.Conv2D))
+    bn = next(x for x in layers if isinstance(x, keras.layers.BatchNormalization))
+    images = calibration_images(dataset.images, split.indices["train"]).astype("float32") / 255
+    features = keras.ops.convert_to_numpy(conv(images))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_mean), features.mean(axis=(0, 1, 2)),
+                               rtol=1e-3, atol=1e-5)

@@ -68,7 +68,10 @@ class MultiWorkerLoop:
                 logs = self._train(next(iterator))
                 cbs.on_train_batch_end(step, logs)
             epoch_logs = {k: float(v) for k, v in logs.items()}
-            epoch_logs.update({f"val_{k}": v for k, v in self.evaluate(validation_data).items()})
+            cbs.on_test_begin()  # as fit does: callbacks prepare the model that is validated (EMA, BatchNorm)
+            val_logs = {f"val_{k}": v for k, v in self.evaluate(validation_data).items()}
+            cbs.on_test_end(val_logs)
+            epoch_logs.update(val_logs)
             cbs.on_epoch_end(epoch, epoch_logs)
             if model.stop_training:
                 break
