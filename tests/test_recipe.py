@@ -16,23 +16,7 @@ from mathsym_zoo.runs import Run
 from mathsym_zoo.training.recipe import build_optimizer, class_weights, learning_rate
 
 PLUGIN = Path(__file__).resolve().parent / "tiny_arch_plugin.py"
-BN_PLUGIN = """
-from mathsym_zoo import hookimpl
-from mathsym_zoo.components import Params
-
-
-def build(params, input_shape, num_classes):
-    import keras
-
-    return keras.Sequential([keras.Input(shape=tuple(input_shape)), keras.layers.Conv2D(4, 3),
-                             keras.layers.BatchNormalization(), keras.layers.ReLU(),
-                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(num_classes, activation="softmax")])
-
-
-@hookimpl
-def register_architectures(register):
-    register("tiny-bn", summary="test-only: conv, BatchNorm, softmax", params=Params, factory=build)
-"""
+BN_PLUGIN = Path(__file__).resolve().parent / "tiny_bn_plugin.py"  # "tiny-bn": conv, BatchNorm, softmax
 
 
 def bright_dataset(path, n=192, size=12, classes=4) -> Dataset:
@@ -48,8 +32,7 @@ def job_for(root: Path, *overrides: str, **train):
     settings = {"epochs": 3, "batch_size": 16, "runs_dir": str(root / "runs"), "early_stopping_patience": 0,
                 "learning_rate": 0.01, **train}
     root.mkdir(parents=True, exist_ok=True)
-    (root / "bn_arch.py").write_text(BN_PLUGIN)
-    lines = [f'plugin_paths = ["{PLUGIN}", "{root / "bn_arch.py"}"]', "[data]", 'source = "demo"',
+    lines = [f'plugin_paths = ["{PLUGIN}", "{BN_PLUGIN}"]', "[data]", 'source = "demo"',
              f'cache_dir = "{root / "cache"}"', "[models.tiny]", 'type = "tiny-test"', "width = 4",
              "[models.bn]", 'type = "tiny-bn"', "[train]"]
     lines += [f"{k} = {json.dumps(v)}" for k, v in settings.items()]

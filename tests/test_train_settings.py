@@ -28,6 +28,7 @@ from mathsym_zoo.registry import resolve
 
 TESTS = Path(__file__).resolve().parent
 PLUGIN = TESTS / "tiny_arch_plugin.py"  # the "tiny-test" architecture: one conv, global pooling, softmax
+BN_PLUGIN = TESTS / "tiny_bn_plugin.py"  # "tiny-bn": conv, BatchNorm, softmax
 MLP_PLUGIN = TESTS.parent / "examples" / "plugins" / "tiny_mlp.py"  # the README's "tiny-mlp" example
 
 
@@ -209,7 +210,7 @@ WORKER = textwrap.dedent("""
     from mathsym_zoo.registry import resolve
 
     raw, run_dir, out = json.loads(open(sys.argv[1]).read()), sys.argv[2], sys.argv[3]
-    result = api.train(resolve(raw=raw), "tiny-test", run_dir=run_dir)
+    result = api.train(resolve(raw=raw), next(iter(raw["models"])), run_dir=run_dir)
     np.savez(out + ".npz", *result.model.get_weights())
     with open(out + ".json", "w") as f:
         json.dump({"status": result.status, "history": result.history,
@@ -233,7 +234,8 @@ def test_two_workers_train_one_model_with_two_replicas(tmp_path):
     data = write_images(tmp_path / "data", {"a": noise(rng, 64, 80, 12), "b": noise(rng, 64, 170, 12)})
     # With BatchNorm: its statistics are re-estimated before each validation on every worker alike.
     table = job_table(tmp_path, data, epochs=2, batch_size=16, strategy="multi-worker",
-                      models={"tiny-test": {"type": "tiny-test", "batchnorm": True}})
+                      models={"tiny-bn": {"type": "tiny-bn"}})
+    table["plugin_paths"].append(str(BN_PLUGIN))
     api.load_split(resolve(raw=table))  # decode and split once here, so the workers only read the cache
     raw = tmp_path / "job.json"
     raw.write_text(json.dumps(table))

@@ -7,16 +7,13 @@ from mathsym_zoo.components import Params
 class TinyParams(Params):
     width: int = 4
     dropout: float = 0.0
-    batchnorm: bool = False
 
 
 def build_tiny(params, input_shape, num_classes):
     import keras
 
-    layers = [keras.Input(shape=tuple(input_shape)), keras.layers.Conv2D(params.width, 3, activation="relu")]
-    if params.batchnorm:
-        layers.append(keras.layers.BatchNormalization())
-    layers.append(keras.layers.GlobalAveragePooling2D())
+    layers = [keras.Input(shape=tuple(input_shape)), keras.layers.Conv2D(params.width, 3, activation="relu"),
+              keras.layers.GlobalAveragePooling2D()]
     if params.dropout:
         layers.append(keras.layers.Dropout(params.dropout))
     layers.append(keras.layers.Dense(num_classes, activation="softmax"))
