@@ -49,15 +49,11 @@ def restrength(probs: np.ndarray, shift: np.ndarray, saved: float, strength: flo
 
 
 def member_runs(paths):
-    """The runs named, an ensemble run replaced by its members; checked to average cleanly."""
-    from mathsym_zoo.ensemble import check_members
+    """The runs named (an ensemble run: its members), checked to average cleanly."""
+    from mathsym_zoo.ensemble import check_members, members_of
     from mathsym_zoo.runs import Run
 
-    runs = []
-    for path in paths:
-        run = Run.open(path)
-        members = (run.info.get("ensemble") or {}).get("members")
-        runs += [Run.open(m["path"]) for m in members] if members else [run]
+    runs = [member for path in paths for member in members_of(Run.open(path))]
     check_members(runs)
     return runs
 

@@ -33,11 +33,12 @@ _MEMBER_ONLY = ("pid", "failure", "finished", "parent", "resumed", "created", "s
 
 
 def member_runs(paths: Sequence[str | Path], *, model: str | None = None) -> list[Run]:
-    """The runs named by ``paths``: run folders, or comparison folders (their seed runs of ``model``)."""
+    """The runs named by ``paths``: run folders (an ensemble run: its members), or comparison
+    folders (their seed runs of ``model``)."""
     runs: list[Run] = []
     for path in paths:
         path = Path(path).expanduser()
-        runs += _comparison_runs(path, model) if _is_comparison(path) else [Run.open(path)]
+        runs += _comparison_runs(path, model) if _is_comparison(path) else members_of(Run.open(path))
     seen: set[Path] = set()
     for run in runs:
         key = run.path.resolve()
@@ -48,6 +49,13 @@ def member_runs(paths: Sequence[str | Path], *, model: str | None = None) -> lis
         raise ConfigError(f"an ensemble needs at least 2 finished runs, got {len(runs)}; name several run folders "
                           "or a comparison trained with `compare --seeds N`")
     return runs
+
+
+def members_of(run: Run) -> list[Run]:
+    """An ensemble run's members (so two ensembles average as all their members, each counted
+    once, not as a mean of means), else the run itself."""
+    members = (run.info.get("ensemble") or {}).get("members")
+    return [Run.open(m["path"]) for m in members] if members else [run]
 
 
 def _is_comparison(path: Path) -> bool:

@@ -103,6 +103,17 @@ def test_which_runs_is_said_clearly(seeds):
         member_runs([result.path / "runs" / "tiny-2" / "seed-0"] * 2)
 
 
+def test_an_ensemble_run_is_named_by_its_members(seeds, tmp_path):
+    """Two ensembles average as all their members (each counted once), not as a mean of means."""
+    tmp, ds, result = seeds
+    runs = lambda model: [result.path / "runs" / model / f"seed-{k}" for k in (0, 1)]  # noqa: E731
+    first = build_ensemble(member_runs(runs("tiny-2")), tmp_path / "ens-a")
+    assert [r.path.resolve() for r in member_runs([first.path, runs("tiny-6")[0]])] == [
+        p.resolve() for p in runs("tiny-2") + runs("tiny-6")[:1]]
+    with pytest.raises(ConfigError, match="named twice"):
+        member_runs([first.path, runs("tiny-2")[1]])
+
+
 def test_ensemble_command(seeds, tmp_path, capsys):
     from mathsym_zoo.cli import run
 

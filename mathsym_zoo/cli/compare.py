@@ -118,7 +118,8 @@ def compare(
 @app.command()
 def ensemble(
     members: Annotated[list[Path], typer.Argument(metavar="RUN", show_default=False, help=(
-        "Finished run folders on one split, or a comparison folder (`compare --seeds N`): its seed runs."))],
+        "Finished run folders on one split (an ensemble run: its members), or a comparison folder "
+        "(`compare --seeds N`): its seed runs."))],
     model: Annotated[Optional[str], typer.Option("--model", "-m", show_default=False, help=(
         "With a comparison folder of several models: which model's seeds."))] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", show_default=False, help=(
