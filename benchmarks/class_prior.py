@@ -133,4 +133,9 @@ def main(argv=None) -> dict[float, dict]:
 
 
 if __name__ == "__main__":
-    main()
+    from mathsym_zoo.errors import ZooError
+
+    try:
+        main()
+    except ZooError as exc:  # a run that can't be scored: say why in one line, no traceback
+        raise SystemExit(f"error: {exc}") from None
