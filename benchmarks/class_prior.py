@@ -58,11 +58,16 @@ def member_runs(paths):
     return runs
 
 
+def saved_strength(run) -> float:
+    """The ``undo_class_weights`` the run was trained (and saved) with; 0 when none."""
+    return float(((run.info.get("job") or {}).get("train") or {}).get("undo_class_weights") or 0)
+
+
 def saved_prior(run, model) -> tuple[float, np.ndarray]:
     """``(strength, shift)`` of the run's saved ``ClassPrior``; an error when it has none."""
     from mathsym_zoo.errors import ConfigError
 
-    strength = float(((run.info.get("job") or {}).get("train") or {}).get("undo_class_weights") or 0)
+    strength = saved_strength(run)
     layers = [layer for layer in model.layers if type(layer).__name__ == "ClassPrior"]
     if not strength or not layers:
         raise ConfigError(f"{run.path}: saved without a class prior (train.undo_class_weights = 0, or no "
@@ -117,7 +122,7 @@ def main(argv=None) -> dict[float, dict]:
     args = ap.parse_args(argv)
     runs = member_runs(args.runs)
     table = analyse(runs, args.strengths)
-    base = float(((runs[0].info.get("job") or {}).get("train") or {}).get("undo_class_weights"))
+    base = saved_strength(runs[0])
     print(f"{len(runs)} run(s), split {runs[0].split_hash[:12]}, saved with strength {base:g}")
     print(f"{'strength':>8}  {'val top-1':>9}  {'val m.rec':>9}  {'test top-1':>10}  {'test m.rec':>10}")
     for s, row in table.items():
