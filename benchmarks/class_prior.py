@@ -51,10 +51,15 @@ def restrength(probs: np.ndarray, shift: np.ndarray, saved: float, strength: flo
 def member_runs(paths):
     """The runs named (an ensemble run: its members), checked to average cleanly."""
     from mathsym_zoo.ensemble import check_members, members_of
+    from mathsym_zoo.errors import ConfigError
     from mathsym_zoo.runs import Run
 
     runs = [member for path in paths for member in members_of(Run.open(path))]
     check_members(runs)
+    for run in runs:
+        if "val" in run.fit_sides:  # the strength is picked on val: it must be held out
+            raise ConfigError(f"{run.path}: trained on the val side too (train.train_on_val), so val cannot pick "
+                              "the strength; use runs trained on the train side only")
     return runs
 
 

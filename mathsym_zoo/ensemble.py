@@ -124,9 +124,16 @@ def _record(runs: Sequence[Run], name: str) -> dict[str, Any]:
     info["model"] = {"name": name, "type": archs[0] if len(archs) == 1 else "ensemble",
                      "params": (first.info.get("model") or {}).get("params", {}) if len(archs) == 1 else {}}
     models = sorted({r.model_name for r in runs})
+    info["fit_sides"] = fit_sides(runs)
     info["ensemble"] = {"combine": COMBINE, "model": models[0] if len(models) == 1 else None,
                         "members": [_member(r) for r in runs]}
     return info
+
+
+def fit_sides(runs: Sequence[Run]) -> list[str]:
+    """The sides any member was fitted on (val too if one trained with ``train_on_val``)."""
+    fitted = {side for run in runs for side in run.fit_sides}
+    return [side for side in ("train", "val") if side in fitted]
 
 
 def _member(run: Run) -> dict[str, Any]:
@@ -140,7 +147,8 @@ def _member(run: Run) -> dict[str, Any]:
 def _metrics(runs: Sequence[Run]) -> dict[str, Any]:
     seconds = [r.metrics().get("train_seconds") for r in runs]
     total = sum(float(s) for s in seconds if s is not None) if all(s is not None for s in seconds) else None
-    return {"members": len(runs), "train_seconds": total, "split_hash": runs[0].split_hash}
+    return {"members": len(runs), "train_seconds": total, "split_hash": runs[0].split_hash,
+            "fit_sides": fit_sides(runs)}
 
 
 def build_ensemble(runs: Sequence[Run], out: Path, *, name: str | None = None,

@@ -236,6 +236,9 @@ def _rows(run: Run, job, dataset, side: str, own: bool, notes: list[str]) -> tup
         if same:
             notes.append("side 'all' of the training source includes the training images; the scores are optimistic")
         return np.arange(len(dataset)), None, same
+    if same and side in run.fit_sides:
+        raise ConfigError(f"{run.path}: its model was trained on the {side} side too (train.train_on_val), so "
+                          f"scores there would not be held out; evaluate it with --side test")
     if same:
         # The run's own data: its recorded split, checked by hash, whatever today's registry says.
         recorded = job if own else run.job(plugins=job.plugins)

@@ -93,9 +93,9 @@ def _evaluations(run, fresh) -> list[tuple[str, Any]]:
 
 
 def _training_scores(run, metrics: dict[str, Any], label_smoothing: float) -> list[dict[str, Any]]:
-    """The val/test scores ``train`` measured at the end (loss = NLL unless labels were smoothed)."""
+    """The held-out val/test scores ``train`` measured at the end (loss = NLL unless labels were smoothed)."""
     out = []
-    for side in ("val", "test"):
+    for side in (s for s in ("val", "test") if s not in run.fit_sides):
         s = metrics.get(side) or {}
         if s.get("accuracy") is None:
             continue

@@ -90,6 +90,10 @@ class TrainConfig(_Strict):
     recalibrate_batchnorm: bool = Field(True, description="re-estimate BatchNorm statistics from 512 training "
                                         "images before each validation, so validation, best.keras and early "
                                         "stopping see statistics that fit the weights (training is unchanged)")
+    train_on_val: bool = Field(False, description="also train on the validation side: the final fit of a recipe "
+                               "already chosen on validation (more writers, same test side). The kept model is "
+                               "the last epoch, and `evaluate --side val` refuses the run: its validation images "
+                               "are training images")
     deterministic: bool = Field(True, description="TensorFlow op determinism: the same seed gives the same run")
     seed: int = 0
     ensemble: int = Field(1, ge=1, le=16, description="train N copies with seeds seed*N .. seed*N+N-1 and average "
@@ -110,6 +114,10 @@ class TrainConfig(_Strict):
             raise ValueError("ensemble trains its members one after another on this machine; use strategy "
                              "'auto', 'one-device' or 'mirrored', or train the members with `compare --seeds N` "
                              "and average them with `mathsym-zoo ensemble`")
+        if self.train_on_val and (self.early_stopping_patience or self.lr_schedule == "plateau"):
+            raise ValueError("train_on_val trains on the validation images, so they cannot stop training or "
+                             "steer the learning rate: set early_stopping_patience = 0 and an lr_schedule "
+                             "other than 'plateau'")
         if self.ema and self.ema < 0.9:
             raise ValueError(f"ema is the averaging momentum per step: 0 (off) or in [0.9, 1), e.g. 0.999; "
                              f"got {self.ema:g}")

@@ -200,6 +200,16 @@ class Run:
         return split.get("hash") if isinstance(split, dict) else None
 
     @property
+    def fit_sides(self) -> tuple[str, ...]:
+        """The split sides the model was fitted on: ``("train",)``, or ``("train", "val")`` after
+        ``train.train_on_val`` (an ensemble records its members' union)."""
+        recorded = self.info.get("fit_sides")
+        if isinstance(recorded, list) and recorded:
+            return tuple(str(side) for side in recorded)
+        train = (self.info.get("job") or {}).get("train") or {}
+        return ("train", "val") if train.get("train_on_val") else ("train",)
+
+    @property
     def source(self) -> dict[str, Any]:
         src = self.info.get("source")
         return dict(src) if isinstance(src, dict) else {}
@@ -416,12 +426,13 @@ class Run:
         hist = self.history()
         vals = [r["val_accuracy"] for r in hist if r.get("val_accuracy") is not None]
         metrics = self.metrics()
+        best_val = max(vals) if vals else (metrics.get("val") or {}).get("accuracy")
         return {"run": str(self.path), "model": self.model_name, "architecture": self.architecture,
                 "source": self.source_name, "split_hash": self.split_hash,
                 "status": self.status + (f": {self.info['failure']}" if self.info.get("failure") else ""),
                 # An ensemble has no history of its own: its metrics hold its members' epochs and its val score.
                 "epochs": len(hist) or metrics.get("epochs") or 0,
-                "best_val_top1": max(vals) if vals else (metrics.get("val") or {}).get("accuracy"),
+                "best_val_top1": best_val if "val" not in self.fit_sides else None,  # else not held out
                 "test_top1": (metrics.get("test") or {}).get("accuracy"), "created": self.info.get("created"),
                 "parent": (self.info.get("parent") or {}).get("path")}
 

@@ -78,6 +78,19 @@ def _copy_run(src, dst, **changes):
     return dst
 
 
+def test_an_ensemble_with_a_member_trained_on_val_is_not_scored_on_val(seeds, tmp_path):
+    """One member fitted the val side (train_on_val): so did the ensemble, whatever the others did
+    (`evaluate --side val` refuses a run whose fit_sides hold val: tests/test_train_settings.py)."""
+    tmp, ds, result = seeds
+    runs = result.path / "runs" / "tiny-2"
+    on_val = _copy_run(runs / "seed-1", tmp_path / "on-val", job=lambda i: {
+        **i["job"], "train": {**i["job"]["train"], "train_on_val": True}})
+    ens = Run.open(build_ensemble(member_runs([runs / "seed-0", on_val]), tmp_path / "ens").path)
+    assert Run.open(runs / "seed-0").fit_sides == ("train",)
+    assert ens.fit_sides == ("train", "val") and ens.metrics()["fit_sides"] == ["train", "val"]
+    assert ens.summary()["best_val_top1"] is None
+
+
 @pytest.mark.parametrize("change, says", [
     ({"split": lambda i: {**i["split"], "hash": "0" * 64}}, "split differ"),
     ({"class_names": lambda i: i["class_names"][::-1]}, "classes differ"),

@@ -50,6 +50,8 @@ def job_for(root: Path, *overrides: str, **train):
     ({"lr_schedule": "warmup"}, "'warmup-cosine'"),
     ({"undo_class_weights": True}, "undo_class_weights undoes class_weights at inference: set class_weights = true"),
     ({"class_weights": True, "undo_class_weights": 1.5}, "less than or equal to 1"),
+    ({"train_on_val": True, "early_stopping_patience": 2}, "cannot stop training .* set early_stopping_patience = 0"),
+    ({"train_on_val": True, "lr_schedule": "plateau"}, "other than 'plateau'"),
 ])
 def test_recipe_settings_are_validated(tmp_path, settings, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
@@ -298,3 +300,22 @@ def keras_numpy(x):
     import keras
 
     return keras.ops.convert_to_numpy(x)
+
+
+def test_train_on_val_keeps_the_last_epoch_whatever_val_loss_says():
+    """With train_on_val the val loss is a training loss: every epoch becomes the best (its weights
+    kept), where the default keeps the epoch with the lowest val loss."""
+    import keras
+
+    from mathsym_zoo.training.callbacks import ResumableEarlyStopping
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    states = {keep: {"best": None, "best_epoch": None, "wait": 0} for keep in (False, True)}
+    stoppers = {keep: ResumableEarlyStopping(states[keep], patience=0, keep_last=keep) for keep in (False, True)}
+    for epoch, loss in enumerate([1.0, 2.0, 3.0]):  # val loss rises every epoch
+        model.set_weights([np.full((1, 1), float(epoch)), np.zeros(1)])
+        for stopper in stoppers.values():
+            stopper.set_model(model)
+            stopper.on_epoch_end(epoch, {"val_loss": loss})
+    assert states[False]["best_epoch"] == 1 and stoppers[False].best_weights[0][0, 0] == 0.0
+    assert states[True]["best_epoch"] == 3 and stoppers[True].best_weights[0][0, 0] == 2.0

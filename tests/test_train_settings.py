@@ -107,6 +107,48 @@ def test_early_stopping_stops_and_restores_the_best_epoch(tmp_path):
     assert result.metrics["val"]["loss"] < val_losses[-1] - 1e-3
 
 
+# -- training on the validation side too ----------------------------------------------
+
+
+def test_train_on_val_fits_the_validation_images_and_keeps_the_last_epoch(tmp_path):
+    """On the train side "dark" is grey level 20 and "light" 235; on the val side "dark" is
+    160, lighter than their midpoint. Trained on the train side alone the (brightness-only)
+    model calls those val images light; trained on both sides it must learn that 150 is
+    dark. The kept model is the last epoch's, whatever the (now fitted) val loss says, and
+    the run says its val side is not held out: `evaluate --side val` refuses it."""
+    from mathsym_zoo.errors import ConfigError
+
+    rng = np.random.default_rng(3)
+    names = {"dark": 40, "light": 40}
+    probe = write_images(tmp_path / "probe", {c: noise(rng, n, 128) for c, n in names.items()})
+    probe_job = make_job(tmp_path, probe)
+    probe_split = api.load_split(probe_job)
+    val = set(np.asarray(api.load_dataset(probe_job).paths)[probe_split.indices["val"]])
+
+    def drawn(label: str, i: int) -> np.ndarray:
+        on_val = f"extracted_images/{label}/{label}_{i:03d}.png" in val
+        return noise(rng, 1, 235 if label == "light" else 160 if on_val else 20)[0]
+
+    data = write_images(tmp_path / "data", {c: [drawn(c, i) for i in range(n)] for c, n in names.items()})
+    settings = dict(epochs=20, learning_rate=0.05, batch_size=8, lr_schedule="cosine")
+    held_out = api.train(make_job(tmp_path / "held-out", data, **settings), "tiny-test")
+    fitted_job = make_job(tmp_path / "fitted", data, train_on_val=True, **settings)
+    fitted = api.train(fitted_job, "tiny-test")
+    assert api.load_split(make_job(tmp_path, data)).hash == probe_split.hash
+
+    assert held_out.metrics["val"]["accuracy"] <= 0.75  # the val "dark" images look light to it
+    assert fitted.metrics["val"]["accuracy"] == 1.0
+    assert fitted.best_epoch == fitted.epochs == 20
+    assert fitted.metrics["val"]["loss"] == pytest.approx(fitted.history[-1]["val_loss"], rel=1e-4)
+    assert fitted.run.fit_sides == ("train", "val") and held_out.run.fit_sides == ("train",)
+    assert "val top-1 1.0000 (trained on: train_on_val)" in fitted.summary_line()
+    assert api.runs(tmp_path / "fitted" / "runs")[0]["best_val_top1"] is None
+    with pytest.raises(ConfigError, match="trained on the val side too.*--side test"):
+        api.evaluate(fitted.run, job=fitted_job, side="val", report=False)
+    assert api.evaluate(fitted.run, job=fitted_job, side="test", report=False)[0].metrics["top1"] == pytest.approx(
+        fitted.metrics["test"]["accuracy"])
+
+
 # -- learning-rate schedule ------------------------------------------------------
 
 

@@ -131,13 +131,15 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
     """Early stopping on ``val_loss`` with best-weights tracking, its counters kept in ``state``.
 
     What ``EarlyStopping(restore_best_weights=True)`` does, except that ``best``,
-    ``best_epoch`` and ``wait`` live in the resume state.
+    ``best_epoch`` and ``wait`` live in the resume state. ``keep_last``: every epoch
+    is the new best (``train_on_val``: a loss on training images picks nothing).
     """
 
-    def __init__(self, state: dict[str, Any], *, patience: int):
+    def __init__(self, state: dict[str, Any], *, patience: int, keep_last: bool = False):
         super().__init__()
         self.state = state
         self.patience = patience
+        self.keep_last = keep_last
         self.best_weights = None
 
     def on_epoch_end(self, epoch, logs=None):
@@ -146,7 +148,8 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
             return
         current = (logs or {}).get(MONITOR)
         current = float(current) if current is not None else None
-        if current is not None and math.isfinite(current) and (st["best"] is None or current < st["best"]):
+        improved = current is not None and math.isfinite(current) and (st["best"] is None or current < st["best"])
+        if improved or self.keep_last:
             st["best"], st["best_epoch"], st["wait"] = current, epoch + 1, 0
             self.best_weights = self.model.get_weights()
         else:

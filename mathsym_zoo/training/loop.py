@@ -74,7 +74,8 @@ class RunResult:
         parts = [f"{self.run.model_name}: {self.status} after {self.epochs} epochs"]
         for side in ("val", "test"):
             if side in self.metrics:
-                parts.append(f"{side} top-1 {self.metrics[side]['accuracy']:.4f}")
+                seen = " (trained on: train_on_val)" if side in self.metrics.get("fit_sides", ()) else ""
+                parts.append(f"{side} top-1 {self.metrics[side]['accuracy']:.4f}{seen}")
         return "; ".join(parts)
 
 
@@ -95,6 +96,18 @@ class _Setup:
     steps: int = 0
     drop_remainder: bool = False
     notes: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def fit_rows(self) -> np.ndarray:
+        """The dataset rows training fits: the train side, and the val side with ``train_on_val``."""
+        return fit_rows(self.split, self.job.train)
+
+
+def fit_rows(split, cfg: TrainConfig) -> np.ndarray:
+    """Rows of ``split`` that training with ``cfg`` fits (sorted, so the data order stays a function of the seed)."""
+    if cfg.train_on_val:
+        return np.sort(np.concatenate([split.indices["train"], split.indices["val"]]))
+    return np.asarray(split.indices["train"])
 
 
 def save_model_atomic(model, path: Path) -> None:
@@ -211,7 +224,7 @@ def _batches(cfg: TrainConfig, strategy, split) -> tuple[int, bool]:
     """``(steps per epoch, drop remainder)``, checked before anything is written."""
     from ..data.pipeline import steps_for
 
-    batch_size, n_train = cfg.batch_size, len(split.indices["train"])
+    batch_size, n_train = cfg.batch_size, len(fit_rows(split, cfg))
     # Several replicas need identical step counts; and a tiny last batch skews
     # BatchNorm's moving statistics (seen: resnet-lite collapsing in inference
     # mode). The per-epoch reshuffle still shows every image over the epochs.
@@ -267,9 +280,9 @@ def _restore(model, checkpoint: Path) -> None:
 
 def _callbacks(s: _Setup, extra: Sequence) -> tuple[list, cb.ResumableEarlyStopping]:
     cfg = s.job.train
-    n_train = len(s.split.indices["train"])
+    n_train = len(s.fit_rows)
     images = s.steps * cfg.batch_size if s.drop_remainder else n_train
-    stopper = cb.ResumableEarlyStopping(s.state, patience=cfg.early_stopping_patience)
+    stopper = cb.ResumableEarlyStopping(s.state, patience=cfg.early_stopping_patience, keep_last=cfg.train_on_val)
     out: list = [cb.EpochSeeds(cfg.seed), cb.NonFiniteLoss(s.state), *_statistics(s),
                  cb.EpochRecorder(s.state, images_per_epoch=images), stopper]
     if cfg.lr_schedule == "plateau":
@@ -283,7 +296,7 @@ def _callbacks(s: _Setup, extra: Sequence) -> tuple[list, cb.ResumableEarlyStopp
 def _statistics(s: _Setup) -> list:
     """The callback that sets what validation and checkpoints hold: the EMA of weights (which re-estimates
     BatchNorm statistics itself), else freshly estimated BatchNorm statistics, else the moving ones."""
-    cfg, images, rows = s.job.train, s.dataset.images, s.split.indices["train"]
+    cfg, images, rows = s.job.train, s.dataset.images, s.fit_rows
     if cfg.ema:
         return [EmaWeights.for_training(images, rows)]
     return [BatchNormCalibration.for_training(images, rows)] if cfg.recalibrate_batchnorm else []
@@ -291,14 +304,14 @@ def _statistics(s: _Setup) -> list:
 
 def _class_weights(s: _Setup) -> dict[int, float]:
     """Loss weight per class from the training side's counts (``class_weights``)."""
-    labels = np.asarray(s.dataset.labels)[s.split.indices["train"]]
+    labels = np.asarray(s.dataset.labels)[s.fit_rows]
     return class_weights(labels, s.dataset.num_classes, s.job.train.class_weight_power)
 
 
 def _fit(s: _Setup, model, pipe, val_ds, callbacks: list, loop) -> None:
     cfg = s.job.train
     initial_epoch = int(s.state["epochs_done"])
-    train_ds = pipe.train(s.split.indices["train"], batch_size=cfg.batch_size, seed=cfg.seed, epochs=cfg.epochs,
+    train_ds = pipe.train(s.fit_rows, batch_size=cfg.batch_size, seed=cfg.seed, epochs=cfg.epochs,
                           initial_epoch=initial_epoch, drop_remainder=s.drop_remainder,
                           shard_data=s.plan.strategy == "multi-worker")
     weights = _class_weights(s) if cfg.class_weights else None
@@ -309,7 +322,8 @@ def _fit(s: _Setup, model, pipe, val_ds, callbacks: list, loop) -> None:
 
 def _plan_line(s: _Setup) -> str:
     cfg, plan = s.job.train, s.plan
-    return (f"training {s.entry.name} on {len(s.split.indices['train'])} images ({s.steps} steps/epoch, batch "
+    sides = " (train and val sides: train_on_val)" if cfg.train_on_val else ""
+    return (f"training {s.entry.name} on {len(s.fit_rows)} images{sides} ({s.steps} steps/epoch, batch "
             f"{cfg.batch_size}), epochs {int(s.state['epochs_done']) + 1}..{cfg.epochs}, strategy {plan.strategy} on "
             f"{','.join(plan.devices)}, mixed precision {'on' if plan.mixed_precision else 'off'}, "
             f"XLA {'on' if plan.jit_compile else 'off'}")
@@ -335,6 +349,7 @@ def _final_metrics(s: _Setup, model, sides: dict[str, Any], loop) -> dict[str, A
         "train_images_per_second": round(st.get("train_images", 0) / st["train_phase_seconds"], 1)
         if st.get("train_phase_seconds") else None,
         "split_hash": s.split.hash,
+        "fit_sides": ["train", "val"] if s.job.train.train_on_val else ["train"],
     })
     return metrics
 
@@ -452,7 +467,7 @@ def _train(s: _Setup, parent: Run | None, callbacks: Sequence, say: Callable[[st
     if s.plan.strategy == "multi-worker":
         from .multi_worker import MultiWorkerLoop, build_for_multi_worker
 
-        build_for_multi_worker(model, pipe, s.split.indices["train"][:cfg.batch_size], s.strategy)
+        build_for_multi_worker(model, pipe, s.fit_rows[:cfg.batch_size], s.strategy)
         loop = MultiWorkerLoop(model, s.strategy)
     if s.state.get("stopped_early") or s.state["epochs_done"] >= cfg.epochs:
         say(f"{s.run.path}: already finished ({s.state['epochs_done']} epochs); scoring the best checkpoint")
