@@ -68,22 +68,28 @@ def probabilities(result, images: list[np.ndarray]) -> np.ndarray:
     return np.asarray(result.model(x, training=False))
 
 
+def probe_val_side(root: Path, rng, names: dict[str, int]):
+    """``(split, member paths on its val side)`` for a folder holding ``names`` images per class.
+
+    The split depends only on member paths, labels and the seed (pixels matter only for exact
+    duplicates), so a probe folder with the same names tells which images will be validated."""
+    probe = write_images(root / "probe", {c: noise(rng, n, 128) for c, n in names.items()})
+    probe_job = make_job(root, probe)
+    split = api.load_split(probe_job)
+    return split, set(np.asarray(api.load_dataset(probe_job).paths)[split.indices["val"]])
+
+
 # -- early stopping --------------------------------------------------------------
 
 
 def test_early_stopping_stops_and_restores_the_best_epoch(tmp_path):
     """The validation images say the opposite of the training images (dark <-> light),
     so every epoch of learning makes val_loss worse: the best epoch is the first, and
-    training must stop after exactly 1 + patience epochs with the first epoch's weights.
-
-    The split depends only on member paths, labels and the seed (pixels matter only for
-    exact duplicates), so it is read from a probe folder with the same names first."""
+    training must stop after exactly 1 + patience epochs with the first epoch's weights
+    (which images are validated is read from a probe folder with the same names first)."""
     rng = np.random.default_rng(0)
     names = {"dark": 40, "light": 40}
-    probe = write_images(tmp_path / "probe", {c: noise(rng, n, 128) for c, n in names.items()})
-    probe_job = make_job(tmp_path, probe)
-    probe_split = api.load_split(probe_job)
-    val = set(np.asarray(api.load_dataset(probe_job).paths)[probe_split.indices["val"]])
+    probe_split, val = probe_val_side(tmp_path, rng, names)
     assert len(val) == 16
 
     def drawn(label: str, i: int) -> np.ndarray:
@@ -113,17 +119,14 @@ def test_early_stopping_stops_and_restores_the_best_epoch(tmp_path):
 def test_train_on_val_fits_the_validation_images_and_keeps_the_last_epoch(tmp_path):
     """On the train side "dark" is grey level 20 and "light" 235; on the val side "dark" is
     160, lighter than their midpoint. Trained on the train side alone the (brightness-only)
-    model calls those val images light; trained on both sides it must learn that 150 is
+    model calls those val images light; trained on both sides it must learn that 160 is
     dark. The kept model is the last epoch's, whatever the (now fitted) val loss says, and
     the run says its val side is not held out: `evaluate --side val` refuses it."""
     from mathsym_zoo.errors import ConfigError
 
     rng = np.random.default_rng(3)
     names = {"dark": 40, "light": 40}
-    probe = write_images(tmp_path / "probe", {c: noise(rng, n, 128) for c, n in names.items()})
-    probe_job = make_job(tmp_path, probe)
-    probe_split = api.load_split(probe_job)
-    val = set(np.asarray(api.load_dataset(probe_job).paths)[probe_split.indices["val"]])
+    probe_split, val = probe_val_side(tmp_path, rng, names)
 
     def drawn(label: str, i: int) -> np.ndarray:
         on_val = f"extracted_images/{label}/{label}_{i:03d}.png" in val
