@@ -6,8 +6,9 @@ writer of the test side is seen in training) with
 
 - **baseline**: the recipe shipped before issue 18 (adam 1e-3, constant rate, no
   augmentation, no class weights, no label smoothing, no EMA, 10 epochs);
-- **shipped**: the registry's ``[train]`` (with the source's own ``[sources.NAME.train]``)
-  and online ``[[preprocessing]]`` steps;
+- **shipped**: the registry's ``[train]`` (with the source's own ``[sources.NAME.train]``,
+  and ``[recipes.NAME]`` with ``--recipe NAME``, e.g. ``final-fit``) and online
+  ``[[preprocessing]]`` steps;
 - **ablation**: the shipped recipe without each piece that differs from the
   baseline (leave one out: optimizer and weight decay, schedule, class weights,
   undoing them at inference, label smoothing, EMA, the longer training, each online
@@ -22,6 +23,7 @@ all in one run, and prints top-1, macro recall (balanced accuracy) and training
 minutes of each, on the test side (writers never seen)::
 
     python benchmarks/writer_shift.py [--quick] [--model mobilenet-head] [--no-ablation] [--tta 8] [--seeds 3]
+    python benchmarks/writer_shift.py --recipe final-fit --only shipped --no-ablation --tta 1
 
 ``--quick`` checks that it works: a third of the images (all writers), 3 epochs.
 The last three lines are the shipped recipe's headline figures (with ``--seeds N``, of its
@@ -80,11 +82,13 @@ def flat_recipe(raw: dict, job) -> dict:
     return raw
 
 
-def recipes(raw: dict, shipped_job, ablation: bool) -> dict[str, dict]:
-    """Name -> raw registry of each recipe to train."""
+def recipes(raw: dict, shipped_job, ablation: bool, plain_job=None) -> dict[str, dict]:
+    """Name -> raw registry of each recipe to train. ``plain_job``: the shipped job without
+    ``--recipe`` (default ``shipped_job``), which the baseline changes: a final fit's
+    ``train_on_val`` is not part of the recipe the baseline stands for."""
+    base = flat_recipe(raw, plain_job or shipped_job)
     raw = flat_recipe(raw, shipped_job)
     online = online_steps(shipped_job)
-    base = copy.deepcopy(raw)
     base["train"].update(BASELINE_TRAIN)
     base["preprocessing"] = [p for i, p in enumerate(raw.get("preprocessing", [])) if i not in online]
     out = {"baseline (today)": base, "shipped": raw}
@@ -143,6 +147,8 @@ def main() -> int:
     ap.add_argument("--model", default="mobilenet-head")
     ap.add_argument("--registry", default=None, help="default: ./registry.toml, else the shipped one")
     ap.add_argument("--source", default="crohme")
+    ap.add_argument("--recipe", default=None, help="a [recipes.NAME] of the registry for the shipped recipe "
+                    "(e.g. final-fit); the baseline stays the recipe before issue 18")
     ap.add_argument("--quick", action="store_true", help="a third of the images, 3 epochs: checks that it works")
     ap.add_argument("--fraction", type=float, default=None, help="share of the images to use (default 1, quick 1/3)")
     ap.add_argument("--epochs", type=int, default=None, help="epochs of every recipe (default: each its own; quick 3)")
@@ -164,7 +170,8 @@ def main() -> int:
     out = Path(args.out or tempfile.mkdtemp(prefix="writer_shift-"))
     reg_path = find_registry(args.registry).resolve()
     raw = read_toml(reg_path)
-    shipped = resolve(reg_path, raw=raw, source=args.source)
+    plain = resolve(reg_path, raw=raw, source=args.source)
+    shipped = resolve(reg_path, raw=raw, source=args.source, recipe=args.recipe) if args.recipe else plain
     dataset = load_dataset(shipped, progress=False)
     if fraction < 1:
         dataset = subset(dataset, fraction, out)
@@ -172,7 +179,7 @@ def main() -> int:
     test = np.asarray(split.indices["test"], dtype=np.int64)
     print(f"{args.source}: {len(dataset)} images, split {split.hash[:12]}: {split.sizes()}")
     print(writer_check(dataset, split))
-    plan = recipes(raw, shipped, args.ablation)
+    plan = recipes(raw, shipped, args.ablation, plain)
     if args.only:
         plan = {k: v for k, v in plan.items() if k in args.only.split(",")}
     results: dict[str, dict] = {}
@@ -232,7 +239,9 @@ def describe(job) -> str:
             f"class weights {t.class_weights and t.class_weight_power}"
             f"{f' (undone at inference: {t.undo_class_weights:g})' if t.undo_class_weights else ''}, "
             f"smoothing {t.label_smoothing:g}, "
-            f"ema {t.ema:g}, steps {'+'.join(steps)}")
+            f"ema {t.ema:g}, steps {'+'.join(steps)}"
+            f"{f', {t.ensemble} seeds averaged' if t.ensemble > 1 else ''}"
+            f"{', trained on train + val' if t.train_on_val else ''}")
 
 
 def slug(name: str) -> str:

@@ -162,8 +162,8 @@ def _check_resumable(old: dict[str, Any], new: dict[str, Any], folder: Path) -> 
                   if k not in keep and old_train.get(k) != new["train"].get(k))
     if diff:
         raise ConfigError(f"{folder}: cannot resume with different training settings ({', '.join(f'train.{k}' for k in diff)}"
-                          "); a comparison trains every model the same way. Drop those --set overrides or start a "
-                          "new comparison")
+                          "); a comparison trains every model the same way. Resume with the --set overrides and "
+                          "--recipe it was started with, or start a new comparison")
 
 
 # -- runs ----------------------------------------------------------------------

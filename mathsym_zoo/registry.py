@@ -416,12 +416,23 @@ def _pop_source_train(raw: dict[str, Any], label: str) -> dict[str, dict[str, An
     return tables
 
 
+def _pop_recipes(raw: dict[str, Any], label: str) -> dict[str, dict[str, Any]]:
+    """Remove the ``[recipes]`` tables from ``raw``; return them by recipe name."""
+    recipes = raw.pop("recipes", {})
+    if not isinstance(recipes, dict) or not all(isinstance(t, dict) for t in recipes.values()):
+        raise ConfigError(f"{label}: recipes: expected one table of [train] settings per recipe, "
+                          "e.g. [recipes.final-fit] with train_on_val = true")
+    return recipes
+
+
 def _with_source_train(raw: dict[str, Any], overrides: list[str], source: str | None,
-                       label: str) -> dict[str, Any]:
-    """``raw`` with ``--set`` applied and the chosen source's ``[sources.NAME.train]`` merged.
+                       label: str, recipe: str | None = None) -> dict[str, Any]:
+    """``raw`` with ``--set`` applied, and the chosen source's ``[sources.NAME.train]`` and
+    the chosen ``[recipes.NAME]`` merged into ``[train]``.
 
     A source may carry its own training settings (a big real set trains longer than
-    the demo) over the global ``[train]``; ``--set train.KEY`` still wins over both.
+    the demo) over the global ``[train]``; a recipe (``--recipe``) goes over both, so
+    one command names a variant such as the final fit; ``--set train.KEY`` wins over all.
     """
     probe = copy.deepcopy(raw)  # overrides may change data.source or a source's train table
     for assignment in overrides:
@@ -429,25 +440,55 @@ def _with_source_train(raw: dict[str, Any], overrides: list[str], source: str | 
     data = probe.get("data")
     name = source or (data.get("source") if isinstance(data, dict) else None) or DataConfig().source
     tables = _pop_source_train(probe, label)
-    _check_source_train(tables, label)
+    recipes = _pop_recipes(probe, label)
+    _check_train_tables(tables, "sources.{}.train", probe.get("train"), label)
+    _check_train_tables(recipes, "recipes.{}", probe.get("train"), label)
     merged = copy.deepcopy(raw)
     _pop_source_train(merged, label)
+    _pop_recipes(merged, label)
     base = merged.get("train", {})
-    if isinstance(base, dict) and name in tables:
-        merged["train"] = {**base, **tables[name]}
+    if isinstance(base, dict):
+        merged["train"] = {**base, **tables.get(name, {}), **_recipe(recipes, recipe, label)}
     for assignment in overrides:
         apply_override(merged, assignment)
     _pop_source_train(merged, label)  # a --set sources.NAME.train.KEY is already in `tables`
+    merged.pop("recipes", None)  # likewise a --set recipes.NAME.KEY
     return merged
 
 
-def _check_source_train(tables: dict[str, dict[str, Any]], label: str) -> None:
-    """Validate every source's train table on its own, so `check` catches unused ones too."""
+def _recipe(recipes: dict[str, dict[str, Any]], name: str | None, label: str) -> dict[str, Any]:
+    """The ``[recipes.NAME]`` table chosen with ``--recipe``; none chosen: no settings."""
+    if name is None:
+        return {}
+    if name not in recipes:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(recipes), n=1, cutoff=0.5)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"--recipe: unknown recipe {name!r} in {label}.{hint} Recipes: "
+                          f"{', '.join(sorted(recipes)) or '(none)'}. Add a [recipes.{name}] table of "
+                          "[train] settings, or leave out --recipe")
+    return recipes[name]
+
+
+def _check_train_tables(tables: dict[str, dict[str, Any]], where: str, base: Any, label: str) -> None:
+    """Validate every key of every source's train table and recipe, so `check` catches unused ones too.
+
+    Each is read over ``[train]`` (unless ``[train]`` itself is invalid: its own error comes
+    later). Rules between keys (``undo_class_weights`` needs ``class_weights``) are left to
+    the merged ``[train]``: an unused recipe must not block a ``--set`` that its base allows.
+    """
+    try:
+        TrainConfig.model_validate(base if isinstance(base, dict) else {})
+    except ValidationError:
+        base = {}
     for name, table in tables.items():
         try:
-            TrainConfig.model_validate(table)
+            TrainConfig.model_validate({**base, **table})
         except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc, prefix=f"sources.{name}.train", source=label,
+            if all(not error["loc"] for error in exc.errors()):  # only rules between keys
+                continue
+            raise ConfigError(format_validation_error(exc, prefix=where.format(name), source=label,
                                                       model_cls=TrainConfig)) from None
 
 
@@ -472,6 +513,7 @@ def resolve(
     *,
     overrides: Iterable[str] = (),
     source: str | None = None,
+    recipe: str | None = None,
     plugin_dirs: Iterable[str | Path] = (),
     strict: bool | None = None,
     plugins: PluginSet | None = None,
@@ -481,7 +523,8 @@ def resolve(
     """Read, validate and resolve a registry into a :class:`Job`.
 
     ``overrides`` are ``key.path=value`` strings (``--set``), ``source`` picks a
-    ``[sources]`` entry (or a source plugin with its defaults), ``plugin_dirs``
+    ``[sources]`` entry (or a source plugin with its defaults), ``recipe`` a
+    ``[recipes]`` entry merged over ``[train]`` (see :func:`_with_source_train`), ``plugin_dirs``
     adds local plugin files or folders (``--plugins-dir``). ``raw`` passes an
     already-parsed registry (tests, API users) instead of a file; ``root`` is
     where relative paths point (default: see :func:`registry_root`).
@@ -495,7 +538,7 @@ def resolve(
         label = reg_path.name if reg_path else "registry"
         raw = copy.deepcopy(raw)
     root = Path(root) if root is not None else registry_root(reg_path) if reg_path else Path.cwd()
-    raw = _with_source_train(raw, list(overrides), source, label)
+    raw = _with_source_train(raw, list(overrides), source, label, recipe)
     try:
         reg = RegistryFile.model_validate(raw)
     except ValidationError as exc:

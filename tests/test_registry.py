@@ -162,6 +162,43 @@ def test_a_source_can_carry_its_own_train_settings(tmp_path):
         resolve(path, overrides=["sources.demo.train=3"])
 
 
+def test_a_recipe_goes_over_the_source_settings_and_under_set(tmp_path, capsys):
+    """--recipe NAME merges [recipes.NAME] over [train] and the source's own table; --set wins."""
+    path = tmp_path / "registry.toml"
+    path.write_text(BASE + "[sources.demo.train]\nepochs = 30\nbatch_size = 128\n"
+                    "[recipes.final-fit]\nepochs = 15\ntrain_on_val = true\n"
+                    "[train]\nseed = 3\nearly_stopping_patience = 0\n")
+    job = resolve(path, recipe="final-fit")
+    assert (job.train.epochs, job.train.batch_size, job.train.train_on_val, job.train.seed) == (15, 128, True, 3)
+    assert (resolve(path).train.epochs, resolve(path).train.train_on_val) == (30, False)  # only when chosen
+    assert resolve(path, recipe="final-fit", overrides=["train.epochs=2"]).train.epochs == 2
+    assert resolve(path, recipe="final-fit", overrides=["recipes.final-fit.epochs=4"]).train.epochs == 4
+    with pytest.raises(ConfigError, match=r"--recipe: unknown recipe 'final'.*Did you mean 'final-fit'\?"):
+        resolve(path, recipe="final")
+    with pytest.raises(ConfigError, match=r"recipes.final-fit.epochs: input should be greater than or equal to 1"):
+        resolve(path, overrides=["recipes.final-fit.epochs=0"])  # checked even when not chosen
+    # An unused recipe's rules between keys wait for the merged [train]: a chosen one is checked there.
+    assert resolve(path, overrides=["recipes.final-fit.undo_class_weights=0.5"]).train.undo_class_weights == 0
+    with pytest.raises(ConfigError, match=r"train: undo_class_weights undoes class_weights"):
+        resolve(path, recipe="final-fit", overrides=["recipes.final-fit.undo_class_weights=0.5"])
+    with pytest.raises(ConfigError, match=r"recipes: expected one table"):
+        resolve(path, overrides=["recipes=3"])
+    assert run(["check", str(path), "--recipe", "final-fit", "--json"]) == 0
+    assert '"train_on_val": true' in capsys.readouterr().out
+    # A resumed run keeps the settings it recorded: a recipe there would be ignored, so it is refused.
+    assert run(["train", "--resume", str(tmp_path), "--recipe", "final-fit"]) == 1
+    assert "drop MODEL, --source, --recipe and --init-from" in capsys.readouterr().err
+
+
+def test_the_shipped_final_fit_recipe_changes_only_what_it_names():
+    """`--recipe final-fit` on crohme: the chosen recipe, four seeds on train + val in the hour."""
+    plain = resolve(SHIPPED_REGISTRY, source="crohme").train
+    final = resolve(SHIPPED_REGISTRY, source="crohme", recipe="final-fit").train
+    changed = {k for k, v in final.model_dump().items() if plain.model_dump()[k] != v}
+    assert changed == {"ensemble", "epochs", "train_on_val", "undo_class_weights"}
+    assert (final.ensemble, final.epochs, final.train_on_val) == (4, 15, True)
+
+
 def test_shipped_crohme_trains_longer_than_the_demo():
     """The demo job stays under 3 minutes; the real set gets the longer schedule."""
     demo, crohme = resolve(SHIPPED_REGISTRY, source="demo"), resolve(SHIPPED_REGISTRY, source="crohme")

@@ -52,6 +52,19 @@ def test_shipped_recipe_differs_from_the_baseline_and_each_ablation_removes_one_
             assert changed_steps == {piece} and not changed_train, name
 
 
+def test_a_recipe_changes_the_shipped_run_and_not_the_baseline():
+    """--recipe final-fit: "shipped" is the final fit; the baseline is the pre-issue-18 recipe still."""
+    bench = load_benchmark("writer_shift")
+    raw = read_toml(SHIPPED_REGISTRY)
+    plain = resolve(SHIPPED_REGISTRY, source="crohme")
+    final = resolve(SHIPPED_REGISTRY, source="crohme", recipe="final-fit")
+    plan = bench.recipes(raw, final, ablation=False, plain_job=plain)
+    assert resolve(SHIPPED_REGISTRY, raw=plan["shipped"], source="crohme") == final
+    base = resolve(SHIPPED_REGISTRY, raw=plan["baseline (today)"], source="crohme").train
+    assert (base.train_on_val, base.ensemble, base.epochs) == (False, 1, 10)
+    assert "4 seeds averaged, trained on train + val" in bench.describe(final)
+
+
 @pytest.mark.slow
 def test_benchmark_runs_end_to_end_and_prints_its_headline_last(tmp_path):
     """A tiny run on the demo source (no CROHME needed): two recipes, two epochs, TTA 2, the shipped one

@@ -165,6 +165,10 @@ SourceOpt = Annotated[Optional[str], typer.Option(
 SetOpt = Annotated[Optional[list[str]], typer.Option(
     "--set", metavar="KEY=VALUE", show_default=False,
     help="Override a registry value, e.g. train.epochs=3 (TOML values). Repeatable.")]
+RecipeOpt = Annotated[Optional[str], typer.Option(
+    "--recipe", metavar="NAME", show_default=False,
+    help="A [recipes.NAME] table of the registry merged over [train] (after the source's own settings, "
+         "before --set), e.g. final-fit.")]
 PluginsDirOpt = Annotated[Optional[list[Path]], typer.Option(
     "--plugins-dir", metavar="PATH", show_default=False, help="Extra local plugin file or folder. Repeatable.")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail on a broken plugin instead of skipping it "
@@ -207,11 +211,13 @@ def show_problems(plugins) -> None:
         err_console.print(f"[yellow]warning:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
 
-def load_job(registry=None, source=None, sets=None, plugins_dir=None, strict=False, *, check_plugins=True):
+def load_job(registry=None, source=None, sets=None, plugins_dir=None, strict=False, *, check_plugins=True,
+             recipe=None):
     """Resolve the registry into a Job, reporting broken plugins once."""
     from ..registry import resolve
 
-    job = resolve(registry, overrides=sets or (), source=source, plugin_dirs=plugins_dir or (), strict=strict or None)
+    job = resolve(registry, overrides=sets or (), source=source, recipe=recipe, plugin_dirs=plugins_dir or (),
+                  strict=strict or None)
     if check_plugins:
         show_problems(job.plugins)
     return job

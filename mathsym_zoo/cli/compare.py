@@ -11,7 +11,7 @@ import typer
 
 from ..errors import ZooError
 from ..fileio import finite_json
-from .app import (JsonOpt, PluginsDirOpt, ProgressOpt, RegistryOpt, RunArg, SetOpt, Side, SourceOpt, StrictOpt, TtaOpt,
+from .app import (JsonOpt, PluginsDirOpt, ProgressOpt, RecipeOpt, RegistryOpt, RunArg, SetOpt, Side, SourceOpt, StrictOpt, TtaOpt,
                   ZooCommand, app, console, escape, load_job, load_plugins, progress_enabled)
 
 #: What a bare ``--resume`` stands for: the newest comparison of the source (or --out).
@@ -63,6 +63,7 @@ def compare(
     models: ModelsArg = None,
     source: SourceOpt = None,
     registry: RegistryOpt = None,
+    recipe: RecipeOpt = None,
     set_: SetOpt = None,
     plugins_dir: PluginsDirOpt = None,
     strict: StrictOpt = False,
@@ -81,7 +82,7 @@ def compare(
 
     started = time.perf_counter()
     live = progress_enabled(progress)
-    job = load_job(registry, source, set_, plugins_dir, strict)
+    job = load_job(registry, source, set_, plugins_dir, strict, recipe=recipe)
     if resume is None:
         resume_arg: bool | Path = False
     elif resume == RESUME_LATEST:

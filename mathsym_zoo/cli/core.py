@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .app import (JsonOpt, PluginsDirOpt, RegistryOpt, SetOpt, SourceOpt, StrictOpt, app, console, escape,
+from .app import (JsonOpt, PluginsDirOpt, RecipeOpt, RegistryOpt, SetOpt, SourceOpt, StrictOpt, app, console, escape,
                   load_job, load_plugins)
 from .tables import Column, print_table
 
@@ -110,13 +110,14 @@ def check(
                                                           help="Registry file (same as --registry).")] = None,
     registry: RegistryOpt = None,
     source: SourceOpt = None,
+    recipe: RecipeOpt = None,
     set_: SetOpt = None,
     plugins_dir: PluginsDirOpt = None,
     strict: StrictOpt = False,
     json_out: JsonOpt = False,
 ):
     """Validate a registry and print the resolved job (exit 0 valid, 1 invalid)."""
-    job = load_job(registry_arg or registry, source, set_, plugins_dir, strict)
+    job = load_job(registry_arg or registry, source, set_, plugins_dir, strict, recipe=recipe)
     job.build_source().check()  # what can be known without reading data: files exist, formats
     resolved = job.to_dict()
     if json_out:

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import ConfigError, ZooError
-from .app import (JsonOpt, PluginsDirOpt, ProgressOpt, RegistryOpt, SetOpt, SourceOpt, StrictOpt, app, console,
+from .app import (JsonOpt, PluginsDirOpt, ProgressOpt, RecipeOpt, RegistryOpt, SetOpt, SourceOpt, StrictOpt, app, console,
                   escape, load_job, load_plugins, progress_enabled)
 from .tables import Column, print_table
 
@@ -76,6 +76,7 @@ def train(
         "A model entry of the registry ([models.NAME]), or an architecture name."))] = None,
     source: SourceOpt = None,
     registry: RegistryOpt = None,
+    recipe: RecipeOpt = None,
     set_: SetOpt = None,
     plugins_dir: PluginsDirOpt = None,
     strict: StrictOpt = False,
@@ -88,12 +89,15 @@ def train(
     """Train one model on the job's split and write a run folder (or resume or extend one)."""
     live = progress_enabled(progress)
     if resume is not None:
-        result = _resume(resume, model, source, set_, plugins_dir, strict, registry, init_from, live)
+        if model or source or recipe or init_from:
+            raise ConfigError("--resume continues a run with its recorded model, data and settings; drop MODEL, "
+                              "--source, --recipe and --init-from (use --set train.epochs=N to extend it)")
+        result = _resume(resume, set_, plugins_dir, strict, registry, live)
     else:
         if not model:
             raise ConfigError("name the model to train, e.g. `mathsym-zoo train notebook-cnn` "
                               "(`mathsym-zoo models` lists them), or pass --resume RUN")
-        job = load_job(registry, source, set_, plugins_dir, strict)
+        job = load_job(registry, source, set_, plugins_dir, strict, recipe=recipe)
         job.model(model)  # fail fast on an unknown name, before TensorFlow loads
         from ..data.cache import load_dataset
         from ..training import train_model
@@ -104,10 +108,7 @@ def train(
     console.print(f"run folder: {escape(str(result.run_dir))}", highlight=False, soft_wrap=True)
 
 
-def _resume(run_dir: Path, model, source, sets, plugins_dir, strict, registry, init_from, live: bool):
-    if model or source or init_from:
-        raise ConfigError("--resume continues a run with its recorded model and data; drop MODEL, --source and "
-                          "--init-from (use --set train.epochs=N to extend it)")
+def _resume(run_dir: Path, sets, plugins_dir, strict, registry, live: bool):
     from ..runs import Run
     from ..training import resume_run
 
